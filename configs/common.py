@@ -1,0 +1,102 @@
+"""Config fields shared by every experiment.
+
+Field names follow score_sde where score_sde has the field (``training.*``, ``sampling.*``,
+``eval.*``, ``data.*``, ``model.*``, ``optim.*``, ``seed``); the PDS fields live under
+``sampling.precondition`` and ``sampling.pds``. Dataset defaults (``default_*_configs.py``)
+build on :func:`get_base_config`, and each experiment file builds on a dataset default.
+"""
+
+import ml_collections
+
+
+def pds_sampling_fields() -> ml_collections.ConfigDict:
+    """The preconditioner block ``sampling.pds`` (REFERENCE.md section 1).
+
+    freq_mask / space_mask: '' (gain 1), a path to a reference ``.npy`` of shape (C, H, W),
+    or 'stats' to compute the statistic from ``num_stat_images`` images of the data.
+    transform: 'normalized' (current reference: f / max f, then alpha / (f + alpha - 1)) or
+    'legacy' (the pre-2023 transform: no max-normalisation and D = 1 / s).
+    """
+    pds = ml_collections.ConfigDict()
+    pds.alpha = 5.0
+    pds.freq_mask = 'stats'
+    pds.space_mask = ''
+    pds.transform = 'normalized'
+    pds.num_stat_images = 200
+    return pds
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 42
+
+    config.training = training = ml_collections.ConfigDict()
+    training.batch_size = 128
+    training.n_iters = 1300001
+    training.snapshot_freq = 50000
+    training.log_freq = 50
+    training.eval_freq = 100
+    training.snapshot_freq_for_preemption = 10000
+    training.snapshot_sampling = True
+    training.likelihood_weighting = False
+    training.continuous = True
+    training.n_jitted_steps = 5
+    training.reduce_mean = False
+    training.sde = 'vesde'
+
+    config.sampling = sampling = ml_collections.ConfigDict()
+    sampling.method = 'pc'
+    sampling.predictor = 'reverse_diffusion'
+    sampling.corrector = 'langevin'
+    sampling.n_steps_each = 1
+    sampling.noise_removal = True
+    sampling.probability_flow = False
+    sampling.snr = 0.16
+    sampling.precondition = 'none'  # none | pds
+    sampling.pds = pds_sampling_fields()
+    sampling.speed_up = 1.0  # reference schedule: N = int(num_scales / speed_up)
+    sampling.steps = 0  # > 0 overrides the number of iterations directly
+    sampling.save_raw = False
+    sampling.progress_every = 0  # 0: about 50 updates per run
+
+    config.eval = evaluate = ml_collections.ConfigDict()
+    evaluate.begin_ckpt = 1
+    evaluate.end_ckpt = 1
+    evaluate.batch_size = 64
+    evaluate.num_samples = 64
+    evaluate.enable_sampling = True
+    evaluate.enable_loss = False
+    evaluate.enable_bpd = False
+    evaluate.bpd_dataset = 'test'
+
+    config.bench = bench = ml_collections.ConfigDict()
+    bench.steps = (20, 40, 66, 100, 133, 200, 2000)
+
+    config.data = data = ml_collections.ConfigDict()
+    data.dataset = 'CIFAR10'
+    data.image_size = 32
+    data.random_flip = True
+    data.centered = False
+    data.uniform_dequantization = False
+    data.num_channels = 3
+
+    config.model = model = ml_collections.ConfigDict()
+    model.name = 'ncsnpp'
+    model.sigma_min = 0.01
+    model.sigma_max = 50.0
+    model.num_scales = 1000
+    model.beta_min = 0.1
+    model.beta_max = 20.0
+    model.dropout = 0.1
+    model.embedding_type = 'fourier'
+    model.dtype = 'float32'
+
+    config.optim = optim = ml_collections.ConfigDict()
+    optim.weight_decay = 0.0
+    optim.optimizer = 'Adam'
+    optim.lr = 2e-4
+    optim.beta1 = 0.9
+    optim.eps = 1e-8
+    optim.warmup = 5000
+    optim.grad_clip = 1.0
+    return config
