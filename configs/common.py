@@ -7,6 +7,7 @@ build on :func:`get_base_config`, and each experiment file builds on a dataset d
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def pds_sampling_fields() -> ml_collections.ConfigDict:
@@ -55,7 +56,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     sampling.precondition = 'none'  # none | pds
     sampling.pds = pds_sampling_fields()
     sampling.speed_up = 1.0  # reference schedule: N = int(num_scales / speed_up)
-    sampling.steps = 0  # > 0 overrides the number of iterations directly
+    sampling.steps = config_dict.placeholder(int)  # set: overrides the iteration count
     sampling.save_raw = False
     sampling.progress_every = 0  # 0: about 50 updates per run
 
@@ -71,6 +72,8 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     config.bench = bench = ml_collections.ConfigDict()
     bench.steps = (20, 40, 66, 100, 133, 200, 2000)
+    bench.num_samples = 64  # per method and rung
+    bench.batch_size = 64
 
     config.data = data = ml_collections.ConfigDict()
     data.dataset = 'CIFAR10'

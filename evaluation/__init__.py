@@ -1,0 +1,1 @@
+"""Sample-quality metrics: FID / Inception Score / KID on the FID Inception network."""

@@ -1,0 +1,1 @@
+"""Preconditioned Diffusion Sampling: SDEs, preconditioner, samplers and run modes."""

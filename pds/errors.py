@@ -1,0 +1,17 @@
+"""One error type for bad user input: one line naming the field, the value and what is allowed."""
+
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Invalid configuration or input. ``main.py`` prints ``str(err)`` and exits with code 2."""
+
+    def __init__(self, field: str, value: Any, allowed: str):
+        self.field, self.value, self.allowed = field, value, allowed
+        super().__init__(f"invalid {field}={value!r}: {allowed}")
+
+
+def check_choice(field: str, value: Any, choices) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(field, value, "allowed: " + ", ".join(repr(c) for c in choices))

@@ -1,0 +1,105 @@
+"""Assemble a sampling experiment from a config: SDE and time grid, score model and its
+variables, preconditioner, image shape. Run modes (sample, bench, eval) start from here."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from pds import masks
+from pds.errors import ConfigError, check_choice
+from pds.precondition import Preconditioner, make_preconditioner
+from pds.schedule import TimeGrid, sampling_schedule
+from pds.sde import SDE
+
+PRECONDITIONERS = ('none', 'pds')
+
+
+@dataclasses.dataclass
+class Experiment:
+    sde: SDE
+    grid: TimeGrid
+    image_shape: tuple[int, int, int]  # (H, W, C)
+    score_builder: Callable[[SDE, Any], Callable]  # (sde, variables) -> score_fn(x, t)
+    variables: Any
+    precond: Preconditioner
+    field: Any = None  # the exact GaussianField, for exact-score models
+
+
+def image_shape(config) -> tuple[int, int, int]:
+    size, channels = config.data.image_size, config.data.num_channels
+    if not isinstance(size, int) or size < 2:
+        raise ConfigError('data.image_size', size, 'an integer >= 2')
+    return (size, size, int(channels))
+
+
+def stats_images(config, n: int) -> np.ndarray:
+    """n training images (N, H, W, C) in [0, 1], for mask statistics."""
+    if config.model.name == 'gaussian_field':
+        from models.gaussian_field import field_from_config
+
+        h, w, _ = image_shape(config)
+        x = field_from_config(config).sample(np.random.default_rng(config.seed + 7919), n, h, w)
+        return (x + 1.0) / 2.0 if config.data.centered else x
+    raise ConfigError('sampling.pds.freq_mask', 'stats',
+                      f"a mask .npy path for dataset {config.data.dataset!r} (statistics from "
+                      "data need --mode=stats), or '' for gain 1")
+
+
+def preconditioner_from_config(config) -> Preconditioner:
+    """M of ``sampling.precondition`` and ``sampling.pds`` (REFERENCE.md section 1)."""
+    s = config.sampling
+    check_choice('sampling.precondition', s.precondition, PRECONDITIONERS)
+    if s.precondition == 'none':
+        return Preconditioner()
+    pds = s.pds
+    masks.check_alpha(pds.alpha)
+    check_choice('sampling.pds.transform', pds.transform, masks.TRANSFORMS)
+    h, w, c = image_shape(config)
+    gains = {}
+    cache: dict[str, np.ndarray] = {}
+    for field, kind in (('freq_mask', 'frequency'), ('space_mask', 'space')):
+        spec = pds[field]
+        if spec == '':
+            gains[kind] = None
+            continue
+        if spec == 'stats':
+            n = int(pds.num_stat_images)
+            if n < 1:
+                raise ConfigError('sampling.pds.num_stat_images', n, 'an integer >= 1')
+            if 'x' not in cache:
+                cache['x'] = stats_images(config, n)
+            stat = (masks.frequency_statistic if kind == 'frequency'
+                    else masks.space_statistic)(cache['x'])
+        else:
+            stat = masks.load_mask(spec, f'sampling.pds.{field}', (c, h, w))
+        gain_fn = masks.frequency_gain if kind == 'frequency' else masks.space_gain
+        gains[kind] = gain_fn(stat, pds.alpha, pds.transform)
+    return make_preconditioner(gains['frequency'], gains['space'])
+
+
+def score_model_from_config(config, workdir: str | None = None):
+    """(score_builder, variables, field) for ``config.model.name``."""
+    shape = image_shape(config)
+    if config.model.name == 'gaussian_field':
+        from models.gaussian_field import exact_score_fn, field_from_config
+
+        field = field_from_config(config)
+        if field.num_channels != shape[2]:
+            raise ConfigError('model.field_mean', config.model.field_mean,
+                              f'one mean per channel (data.num_channels={shape[2]})')
+        return exact_score_fn, field.variables(shape[0], shape[1]), field
+    from pds.network_model import network_score_model
+
+    builder, variables = network_score_model(config, workdir)
+    return builder, variables, None
+
+
+def experiment_from_config(config, workdir: str | None = None) -> Experiment:
+    sde, grid = sampling_schedule(config)
+    precond = preconditioner_from_config(config)
+    builder, variables, field = score_model_from_config(config, workdir)
+    return Experiment(sde, grid, image_shape(config), builder, variables, precond, field)
