@@ -12,13 +12,14 @@ from ml_collections import config_flags
 
 from pds.errors import ConfigError
 
-MODES = {'sample': 'pds.run_sample', 'bench': 'pds.run_bench'}
+MODES = {'sample': 'pds.run_sample', 'bench': 'pds.run_bench', 'convert': 'pds.run_convert'}
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for outputs.')
 flags.DEFINE_enum('mode', 'sample', list(MODES), 'Run mode.')
 flags.DEFINE_bool('overwrite', False, 'Replace outputs of an earlier run in --workdir.')
+flags.DEFINE_string('source', None, 'Input file for --mode=convert (a score_sde checkpoint).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -26,8 +27,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     module = importlib.import_module(MODES[FLAGS.mode])
+    extra = {'source': FLAGS.source} if FLAGS.mode == 'convert' else {}
     try:
-        module.run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+        module.run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite, **extra)
     except ConfigError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)

@@ -49,36 +49,39 @@ def stats_images(config, n: int) -> np.ndarray:
                       "data need --mode=stats), or '' for gain 1")
 
 
-def preconditioner_from_config(config) -> Preconditioner:
-    """M of ``sampling.precondition`` and ``sampling.pds`` (REFERENCE.md section 1)."""
-    s = config.sampling
-    check_choice('sampling.precondition', s.precondition, PRECONDITIONERS)
-    if s.precondition == 'none':
-        return Preconditioner()
-    pds = s.pds
+def pds_gains(config) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Channel-first gains (R, D), each (C, H, W) or None, of ``sampling.pds``."""
+    pds = config.sampling.pds
     masks.check_alpha(pds.alpha)
     check_choice('sampling.pds.transform', pds.transform, masks.TRANSFORMS)
     h, w, c = image_shape(config)
-    gains = {}
-    cache: dict[str, np.ndarray] = {}
-    for field, kind in (('freq_mask', 'frequency'), ('space_mask', 'space')):
+    gains = []
+    images = None
+    for field, stat_fn, gain_fn in (
+            ('freq_mask', masks.frequency_statistic, masks.frequency_gain),
+            ('space_mask', masks.space_statistic, masks.space_gain)):
         spec = pds[field]
         if spec == '':
-            gains[kind] = None
+            gains.append(None)
             continue
         if spec == 'stats':
-            n = int(pds.num_stat_images)
-            if n < 1:
+            n = pds.num_stat_images
+            if not isinstance(n, int) or n < 1:
                 raise ConfigError('sampling.pds.num_stat_images', n, 'an integer >= 1')
-            if 'x' not in cache:
-                cache['x'] = stats_images(config, n)
-            stat = (masks.frequency_statistic if kind == 'frequency'
-                    else masks.space_statistic)(cache['x'])
+            images = stats_images(config, n) if images is None else images
+            stat = stat_fn(images)
         else:
             stat = masks.load_mask(spec, f'sampling.pds.{field}', (c, h, w))
-        gain_fn = masks.frequency_gain if kind == 'frequency' else masks.space_gain
-        gains[kind] = gain_fn(stat, pds.alpha, pds.transform)
-    return make_preconditioner(gains['frequency'], gains['space'])
+        gains.append(gain_fn(stat, pds.alpha, pds.transform))
+    return gains[0], gains[1]
+
+
+def preconditioner_from_config(config) -> Preconditioner:
+    """M of ``sampling.precondition`` and ``sampling.pds`` (REFERENCE.md section 1)."""
+    check_choice('sampling.precondition', config.sampling.precondition, PRECONDITIONERS)
+    if config.sampling.precondition == 'none':
+        return Preconditioner()
+    return make_preconditioner(*pds_gains(config))
 
 
 def score_model_from_config(config, workdir: str | None = None):

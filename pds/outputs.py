@@ -66,8 +66,8 @@ def image_grid(images: np.ndarray, max_images: int = 64) -> np.ndarray:
     """Tile uint8 images (N, H, W, C) into one (rows H, cols W, C) image with 2-pixel gaps."""
     images = images[:max_images]
     n, h, w, c = images.shape
-    cols = int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
     pad = 2
     grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
     for i, img in enumerate(images):

@@ -82,7 +82,7 @@ class ReverseSDE:
     probability_flow: bool = False
 
     @property
-    def N(self) -> int:
+    def N(self) -> int:  # noqa: N802 (the SDE attribute name)
         return self.forward.N
 
     def _coef(self) -> float:
@@ -205,8 +205,8 @@ SDE_NAMES = ('vesde', 'vpsde', 'subvpsde')
 
 
 def sde_from_config(config, num_scales: int | None = None) -> SDE:
-    """Build ``config.training.sde`` with ``num_scales`` ladder levels (default model.num_scales)."""
-    from pds.errors import check_choice
+    """``config.training.sde`` with ``num_scales`` levels (default ``model.num_scales``)."""
+    from pds.errors import ConfigError, check_choice
 
     name = config.training.sde.lower()
     check_choice('training.sde', name, SDE_NAMES)
@@ -215,6 +215,10 @@ def sde_from_config(config, num_scales: int | None = None) -> SDE:
     if name == 'vesde':
         return VESDE(float(m.sigma_min), float(m.sigma_max), n)
     cls = VPSDE if name == 'vpsde' else subVPSDE
+    if n <= float(m.beta_max):
+        raise ConfigError('sampling.steps', n, f'more than model.beta_max={m.beta_max} '
+                          'iterations for a VP/subVP SDE (its discrete betas beta_max / N '
+                          'must stay below 1)')
     return cls(float(m.beta_min), float(m.beta_max), n)
 
 
