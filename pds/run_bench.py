@@ -9,8 +9,8 @@ Frechet distance to the Gaussian field. Writes ``bench/quality.csv``, ``bench/qu
 from __future__ import annotations
 
 import copy
-import dataclasses
 import csv
+import dataclasses
 import io
 import os
 

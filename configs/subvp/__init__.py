@@ -1,0 +1,1 @@
+"""score_sde experiment configs (subvp)."""

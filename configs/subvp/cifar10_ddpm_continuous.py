@@ -1,0 +1,17 @@
+"""sub-VP SDE, the DDPM U-Net on CIFAR-10, continuous training."""
+
+import ml_collections
+
+from configs import archs
+from configs.default_cifar10_configs import get_default_configs
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = get_default_configs()
+    config.training.sde = 'subvpsde'
+    config.training.continuous = True
+    config.training.reduce_mean = True
+    archs.vp_sampling(config.sampling, continuous=True)
+    config.data.centered = True
+    archs.ddpm(config.model)
+    return config

@@ -1,0 +1,202 @@
+"""Convert pytorch-fid's FID Inception weights to our ``.npz`` layout, and load them checked.
+
+Source: pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (a state_dict; its SHA-256
+starts with ``6726825d``), downloadable from pytorch-fid's GitHub release ``fid_weights``.
+Convert once (needs torch; ``pip install -r requirements-test.txt`` provides it)::
+
+    python -m evaluation.inception_weights \
+        --source pt_inception-2015-12-05-6726825d.pth --out inception_fid.npz
+
+Layout of the ``.npz``: one float32 array per parameter of ``FIDInceptionV3``, keyed by its
+'/'-joined path. Renaming from the state_dict (``X`` = a BasicConv2d path such as
+``Mixed_6b.branch7x7_2``, '.' -> '/')::
+
+    X.conv.weight (O, I, kh, kw) -> X/kernel (kh, kw, I, O)
+    X.bn.weight / X.bn.bias      -> X/scale / X/bias
+    X.bn.running_mean / _var     -> X/mean / X/var        (num_batches_tracked is dropped)
+    fc.weight (1008, 2048)       -> fc/kernel (2048, 1008);  fc.bias -> fc/bias
+
+plus two metadata entries: ``__sha256__`` (``params_digest`` of the arrays, verified by
+``load_inception_params``) and ``__source_sha256__`` (digest of the .pth file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.inception import param_shapes, unflatten
+
+SOURCE_NAME = 'pt_inception-2015-12-05-6726825d.pth'
+DEFAULT_OUT = 'inception_fid.npz'
+DIGEST_KEY = '__sha256__'
+SOURCE_DIGEST_KEY = '__source_sha256__'
+_BN_RENAME = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean', 'running_var': 'var'}
+
+
+def convert_command(out: str | os.PathLike = DEFAULT_OUT) -> str:
+    """The exact shell command that produces ``out``."""
+    return f'python -m evaluation.inception_weights --source {SOURCE_NAME} --out {out}'
+
+
+def params_digest(flat: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over (name, dtype, shape, little-endian bytes) of every array, names sorted."""
+    h = hashlib.sha256()
+    for key in sorted(flat):
+        arr = np.ascontiguousarray(flat[key])
+        h.update(key.encode())
+        h.update(arr.dtype.newbyteorder('<').str.encode())
+        h.update(repr(tuple(arr.shape)).encode())
+        h.update(arr.astype(arr.dtype.newbyteorder('<'), copy=False).tobytes())
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def state_dict_to_flat(state_dict: Mapping[str, object]) -> dict[str, np.ndarray]:
+    """pytorch-fid state_dict (tensors or arrays) -> {'a/b/kernel': float32 array}.
+
+    Raises ValueError on keys it cannot place.
+    """
+    flat: dict[str, np.ndarray] = {}
+    unknown = []
+    for key, value in state_dict.items():
+        arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, 'detach') else value)
+        parts = key.split('.')
+        if parts[-1] == 'num_batches_tracked':
+            continue
+        if parts[:-1] == ['fc']:
+            name = 'fc/' + {'weight': 'kernel', 'bias': 'bias'}[parts[-1]]
+            arr = arr.T if parts[-1] == 'weight' else arr
+        elif len(parts) >= 3 and parts[-2] == 'conv' and parts[-1] == 'weight':
+            name = '/'.join(parts[:-2]) + '/kernel'
+            arr = arr.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        elif len(parts) >= 3 and parts[-2] == 'bn' and parts[-1] in _BN_RENAME:
+            name = '/'.join(parts[:-2]) + '/' + _BN_RENAME[parts[-1]]
+        else:
+            unknown.append(key)
+            continue
+        flat[name] = np.ascontiguousarray(arr, dtype=np.float32)
+    if unknown:
+        raise ValueError(f'unexpected keys in the Inception state_dict: {unknown[:5]}'
+                         f'{" ..." if len(unknown) > 5 else ""}')
+    return flat
+
+
+def check_layout(flat: Mapping[str, np.ndarray], origin: str) -> None:
+    """Raise ValueError unless ``flat`` has exactly the keys and shapes of FIDInceptionV3."""
+    want = param_shapes()
+    missing = sorted(set(want) - set(flat))
+    extra = sorted(set(flat) - set(want))
+    wrong = sorted(k for k in set(want) & set(flat) if tuple(flat[k].shape) != want[k])
+    if missing or extra or wrong:
+        detail = '; '.join(
+            f'{label}: {items[:4]}{" ..." if len(items) > 4 else ""} ({len(items)})'
+            for label, items in (('missing', missing), ('unexpected', extra),
+                                 ('wrong shape', wrong)) if items)
+        raise ValueError(f'{origin} does not match the FID Inception layout: {detail}')
+
+
+def load_torch_state_dict(source: str | os.PathLike) -> dict[str, object]:
+    """Read a .pth state_dict with ``torch.load(weights_only=True)`` (torch imported lazily)."""
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError('converting the .pth weights needs torch, an optional extra: '
+                          'pip install -r requirements-test.txt') from e
+    sd = torch.load(os.fspath(source), map_location='cpu', weights_only=True)
+    if not isinstance(sd, Mapping):
+        raise ValueError(f'{source} does not hold a state_dict (got {type(sd).__name__})')
+    return dict(sd)
+
+
+def convert(source: str | os.PathLike, out: str | os.PathLike,
+            verify_source: bool = True) -> str:
+    """Convert ``source`` (.pth) to ``out`` (.npz). Returns the params digest.
+
+    If the source filename carries a torch-hub style hash (``name-<hex>.pth``) and
+    ``verify_source``, the file's SHA-256 must start with it.
+    """
+    source_digest = file_sha256(source)
+    tag = re.search(r'-([0-9a-f]{6,64})\.pth$', Path(source).name)
+    if verify_source and tag and not source_digest.startswith(tag.group(1)):
+        raise ValueError(f'{source}: SHA-256 {source_digest[:16]}... does not start with the '
+                         f'hash {tag.group(1)} in its name (corrupt download?)')
+    flat = state_dict_to_flat(load_torch_state_dict(source))
+    check_layout(flat, str(source))
+    digest = params_digest(flat)
+    np.savez(out, **flat, **{DIGEST_KEY: np.array(digest),
+                             SOURCE_DIGEST_KEY: np.array(source_digest)})
+    return digest
+
+
+def save_params(flat: Mapping[str, np.ndarray], out: str | os.PathLike) -> str:
+    """Write already-converted flat params (e.g. random ones in tests) with their digest."""
+    flat = {k: np.asarray(v, np.float32) for k, v in flat.items()}
+    check_layout(flat, 'params')
+    digest = params_digest(flat)
+    np.savez(out, **flat, **{DIGEST_KEY: np.array(digest), SOURCE_DIGEST_KEY: np.array('')})
+    return digest
+
+
+def load_inception_params(path: str | os.PathLike, expected_sha256: str | None = None) -> dict:
+    """Load the converted ``.npz`` into the nested params tree of ``FIDInceptionV3``.
+
+    Raises FileNotFoundError (naming the file and the conversion command) if it is absent,
+    ValueError if the stored digest, ``expected_sha256`` or the key/shape layout disagree.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f'FID Inception weights not found at {path}: get {SOURCE_NAME} (pytorch-fid release '
+            f"'fid_weights') and run `{convert_command(path)}`")
+    with np.load(path) as data:
+        flat = {k: data[k] for k in data.files}
+    stored = str(flat.pop(DIGEST_KEY, ''))
+    flat.pop(SOURCE_DIGEST_KEY, None)
+    if not stored:
+        raise ValueError(f'{path} has no {DIGEST_KEY} entry; re-create it with '
+                         f'`{convert_command(path)}`')
+    actual = params_digest(flat)
+    if actual != stored:
+        raise ValueError(f'{path}: checksum mismatch (stored {stored[:16]}..., contents '
+                         f'{actual[:16]}...): the file is corrupt, re-run '
+                         f'`{convert_command(path)}`')
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise ValueError(f'{path}: SHA-256 {actual[:16]}... differs from the expected '
+                         f'{expected_sha256[:16]}...')
+    check_layout(flat, str(path))
+    return unflatten(flat)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--source', default=SOURCE_NAME, help='pytorch-fid .pth state_dict')
+    parser.add_argument('--out', default=DEFAULT_OUT, help='output .npz')
+    parser.add_argument('--no-verify-source', action='store_true',
+                        help='skip the hash-in-filename check of the source')
+    args = parser.parse_args(argv)
+    if not Path(args.source).is_file():
+        print(f'error: {args.source} not found (download {SOURCE_NAME} from pytorch-fid\'s '
+              "release 'fid_weights')", file=sys.stderr)
+        return 2
+    digest = convert(args.source, args.out, verify_source=not args.no_verify_source)
+    print(f'wrote {args.out} (params sha256 {digest})')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

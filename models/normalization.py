@@ -1,0 +1,107 @@
+"""Normalisation layers of NCSN/NCSNv2 (per-image statistics over H and W, NHWC).
+
+Parameter names and shapes follow score_sde (all of shape (1, 1, 1, C)):
+* ``InstanceNorm2d``: ``scale`` (ones), ``bias`` (zeros).
+  y = (x - mu) / sqrt(var + 1e-5) * scale + bias
+* ``InstanceNorm2dPlus`` (InstanceNorm++): ``alpha``, ``gamma`` (N(1, 0.02^2)), ``beta`` (zeros).
+  With mu_c the per-channel means, m, v the mean and variance of mu over channels:
+  y = gamma * ((x - mu) / sqrt(var + 1e-5) + alpha * (mu - m) / sqrt(v + 1e-5)) + beta
+* ``VarianceNorm2d``: ``scale`` (N(1, 0.02^2)), optional ``bias``. y = x / sqrt(var + 1e-5) * scale
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+_EPS = 1e-5
+
+
+def _near_one(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+    """Initialiser N(1, 0.02^2)."""
+    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def _standardize(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Return ((x - mu) / sqrt(var + eps), mu) with statistics over H, W in float32."""
+    xf = x.astype(jnp.float32)
+    mean = xf.mean(axis=(1, 2), keepdims=True)
+    var = xf.var(axis=(1, 2), keepdims=True)
+    return (xf - mean) / jnp.sqrt(var + _EPS), mean
+
+
+class InstanceNorm2d(nn.Module):
+    """Instance normalisation with affine ``scale`` and optional ``bias``."""
+
+    bias: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (1, 1, 1, x.shape[-1])
+        h, _ = _standardize(x)
+        h = h * self.param('scale', nn.initializers.ones, shape)
+        if self.bias:
+            h = h + self.param('bias', nn.initializers.zeros, shape)
+        return h.astype(self.dtype)
+
+
+class InstanceNorm2dPlus(nn.Module):
+    """InstanceNorm++ of NCSN: instance norm plus a learned re-injection of channel means."""
+
+    bias: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (1, 1, 1, x.shape[-1])
+        h, mean = _standardize(x)
+        m = mean.mean(axis=-1, keepdims=True)
+        v = mean.var(axis=-1, keepdims=True)
+        mean_plus = (mean - m) / jnp.sqrt(v + _EPS)
+        h = h + mean_plus * self.param('alpha', _near_one, shape)
+        h = h * self.param('gamma', _near_one, shape)
+        if self.bias:
+            h = h + self.param('beta', nn.initializers.zeros, shape)
+        return h.astype(self.dtype)
+
+
+class VarianceNorm2d(nn.Module):
+    """Divide by the per-image, per-channel standard deviation (no centring)."""
+
+    bias: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (1, 1, 1, x.shape[-1])
+        xf = x.astype(jnp.float32)
+        h = xf / jnp.sqrt(xf.var(axis=(1, 2), keepdims=True) + _EPS)
+        h = h * self.param('scale', _near_one, shape)
+        if self.bias:
+            h = h + self.param('bias', nn.initializers.zeros, shape)
+        return h.astype(self.dtype)
+
+
+def get_normalization(config: ml_collections.ConfigDict,
+                      dtype: Any = jnp.float32) -> Callable[[], nn.Module]:
+    """Factory of the normaliser named by ``config.model.normalization``.
+
+    'GroupNorm' gives flax's GroupNorm with its defaults (32 groups, eps 1e-6), as DDPM uses.
+    """
+    name = config.model.normalization
+    table: dict[str, Callable[[], nn.Module]] = {
+        'InstanceNorm': functools.partial(InstanceNorm2d, dtype=dtype),
+        'InstanceNorm++': functools.partial(InstanceNorm2dPlus, dtype=dtype),
+        'VarianceNorm': functools.partial(VarianceNorm2d, dtype=dtype),
+        'GroupNorm': functools.partial(nn.GroupNorm, num_groups=32, dtype=dtype),
+    }
+    if name not in table:
+        raise ValueError(f'unknown normalization {name!r}')
+    return table[name]
