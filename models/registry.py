@@ -69,11 +69,14 @@ def dummy_inputs(config: ml_collections.ConfigDict, batch_size: int = 1
 def init_variables(config: ml_collections.ConfigDict, rng: jax.Array) -> dict[str, Any]:
     """Initialise the network of ``config``: ``{'params': ...}`` plus any state collections."""
     model = create_model(config)
-    params_rng, dropout_rng = jax.random.split(rng)
     x, labels = dummy_inputs(config)
-    variables = model.init({'params': params_rng, 'dropout': dropout_rng}, x, labels,
-                           train=False)
-    return dict(variables)
+
+    @jax.jit
+    def init(rng):
+        params_rng, dropout_rng = jax.random.split(rng)
+        return model.init({'params': params_rng, 'dropout': dropout_rng}, x, labels, train=False)
+
+    return dict(init(rng))
 
 
 def abstract_variables(config: ml_collections.ConfigDict) -> dict[str, Any]:

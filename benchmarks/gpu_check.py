@@ -1,0 +1,116 @@
+"""GPU check of the score networks with PDS: one command, results in one JSON file.
+
+For the FFHQ-256 and FFHQ-1024 NCSN++ configs, in float32 and bfloat16, it measures the
+compile time and the per-NFE time of the full compiled sampler (reverse diffusion + Langevin,
+random weights), the peak device memory, and the PDS overhead: the preconditioner's cost per
+iteration (two drifts M M^T g and two noises M z at the sampling batch) relative to the
+baseline iteration, and for 256 float32 also the full PDS sampler against the baseline.
+
+    python benchmarks/gpu_check.py --out benchmarks/results/gpu_check.json [--tiny]
+
+``--tiny`` shrinks the networks for a CPU smoke run of the script itself.
+"""
+
+import argparse
+import json
+import time
+import traceback
+
+import jax
+import numpy as np
+
+from configs.ve import ffhq_256_ncsnpp_continuous, ffhq_ncsnpp_continuous
+from pds import masks
+from pds.experiment import experiment_from_config
+from pds.precondition import Preconditioner, apply_drift, apply_noise, make_preconditioner
+from pds.sampling import build_sampler, spec_from_config
+from pds.sharding import data_mesh, replicate
+
+CASES = (('ffhq_256', ffhq_256_ncsnpp_continuous, 8), ('ffhq_1024', ffhq_ncsnpp_continuous, 2))
+
+
+def timed(fn, repeats: int = 3) -> float:
+    jax.block_until_ready(fn())
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t0)
+    return float(best)
+
+
+def peak_bytes() -> int | None:
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get('peak_bytes_in_use')
+
+
+def random_pds(shape_hwc, seed=0) -> Preconditioner:
+    x = np.random.default_rng(seed).uniform(size=(16, *shape_hwc))
+    return make_preconditioner(masks.frequency_gain(masks.frequency_statistic(x), 5.0),
+                               masks.space_gain(masks.space_statistic(x), 5.0))
+
+
+def run_case(name, module, batch, dtype, iterations, tiny, with_pds_sampler):
+    config = module.get_config()
+    config.model.dtype = dtype
+    config.sampling.steps = iterations
+    if tiny:
+        config.model.nf = 8
+        config.data.image_size = 64
+        config.model.ch_mult = (1, 2)
+        config.model.attn_resolutions = (16,)
+    exp = experiment_from_config(config)  # no workdir: random init (warning logged)
+    mesh = data_mesh()
+    v = replicate(exp.variables, mesh)
+    spec = spec_from_config(config, exp.sde)
+    out = {'config': name, 'dtype': dtype, 'batch': batch, 'image_size': exp.image_shape[0],
+           'iterations': iterations}
+    pds = random_pds(exp.image_shape)
+    variants = [('baseline', Preconditioner())] + ([('pds', pds)] if with_pds_sampler else [])
+    for label, precond in variants:
+        s = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch, mesh,
+                          spec)
+        p = replicate(precond, mesh)
+        out[f'{label}_compile_seconds'] = s.compile(v, p)
+        t = timed(lambda s=s, p=p: s(v, p, 0))
+        out[f'{label}_seconds_per_nfe'] = t / s.nfe
+        out[f'{label}_seconds_per_iteration'] = t / iterations
+    g = jax.random.normal(jax.random.key(1), (batch, *exp.image_shape))
+    ops = jax.jit(lambda g, p: (apply_drift(p, g), apply_noise(p, g), apply_drift(p, g),
+                                apply_noise(p, g)))
+    out['pds_ops_seconds_per_iteration'] = timed(lambda: ops(g, pds))
+    out['pds_overhead_fraction'] = (out['pds_ops_seconds_per_iteration']
+                                    / out['baseline_seconds_per_iteration'])
+    if with_pds_sampler:
+        out['pds_sampler_over_baseline'] = (out['pds_seconds_per_iteration']
+                                            / out['baseline_seconds_per_iteration'])
+    out['peak_bytes_in_use'] = peak_bytes()
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--out', required=True)
+    parser.add_argument('--iterations', type=int, default=3)
+    parser.add_argument('--tiny', action='store_true')
+    args = parser.parse_args()
+    result = {'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
+              'device_count': jax.device_count(), 'cases': []}
+    t_start = time.perf_counter()
+    for name, module, batch in CASES:
+        for dtype in ('float32', 'bfloat16'):
+            with_pds = name == 'ffhq_256' and dtype == 'float32'
+            try:
+                case = run_case(name, module, batch, dtype, args.iterations, args.tiny, with_pds)
+            except Exception as err:  # record and go on: one file holds whatever ran
+                case = {'config': name, 'dtype': dtype, 'error': repr(err),
+                        'trace': traceback.format_exc()[-2000:]}
+            result['cases'].append(case)
+            print(json.dumps(case), flush=True)
+            result['wall_seconds'] = time.perf_counter() - t_start
+            with open(args.out, 'w') as f:
+                json.dump(result, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
