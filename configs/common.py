@@ -103,3 +103,29 @@ def get_base_config() -> ml_collections.ConfigDict:
     optim.warmup = 5000
     optim.grad_clip = 1.0
     return config
+
+
+def dataset_defaults(dataset: str, image_size: int, sigma_max: float, num_scales: int,
+                     snr: float, dropout: float) -> ml_collections.ConfigDict:
+    """The base config with a dataset's image format, VE noise range and corrector snr.
+
+    Network configs start with ``sampling.pds.freq_mask = ''`` (gain 1): masks come from
+    dataset statistics (``--mode=stats``) or a reference ``.npy`` file.
+    """
+    config = get_base_config()
+    config.sampling.snr = snr
+    config.sampling.pds.freq_mask = ''
+    data = config.data
+    data.dataset = dataset
+    data.image_size = image_size
+    data.random_flip = True
+    data.centered = False
+    data.uniform_dequantization = False
+    data.num_channels = 3
+    model = config.model
+    model.sigma_min = 0.01
+    model.sigma_max = sigma_max
+    model.num_scales = num_scales
+    model.dropout = dropout
+    return config
+

@@ -14,26 +14,13 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pds.errors import check_choice
+from pds.registry import Registry
 from pds.steps import StepEnv, bcast, per_example_norm
 
-_CORRECTORS = {}
-
-
-def register_corrector(name: str):
-    def wrap(fn):
-        _CORRECTORS[name] = fn
-        return fn
-    return wrap
-
-
-def get_corrector(name: str):
-    check_choice('sampling.corrector', name, tuple(_CORRECTORS))
-    return _CORRECTORS[name]
-
-
-def corrector_names() -> tuple[str, ...]:
-    return tuple(_CORRECTORS)
+_REGISTRY = Registry('sampling.corrector')
+register_corrector = _REGISTRY.register
+get_corrector = _REGISTRY.get
+corrector_names = _REGISTRY.names
 
 
 @register_corrector('none')

@@ -10,27 +10,15 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from pds.errors import ConfigError, check_choice
+from pds.errors import ConfigError
+from pds.registry import Registry
 from pds.sde import VESDE, VPSDE, subVPSDE
 from pds.steps import StepEnv, bcast
 
-_PREDICTORS = {}
-
-
-def register_predictor(name: str):
-    def wrap(fn):
-        _PREDICTORS[name] = fn
-        return fn
-    return wrap
-
-
-def get_predictor(name: str):
-    check_choice('sampling.predictor', name, tuple(_PREDICTORS))
-    return _PREDICTORS[name]
-
-
-def predictor_names() -> tuple[str, ...]:
-    return tuple(_PREDICTORS)
+_REGISTRY = Registry('sampling.predictor')
+register_predictor = _REGISTRY.register
+get_predictor = _REGISTRY.get
+predictor_names = _REGISTRY.names
 
 
 @register_predictor('none')

@@ -1,0 +1,78 @@
+"""Per-NFE time of NCSN++ on this machine's CPU, with and without PDS, in one run.
+
+Configs: ve/cifar10_ncsnpp_continuous (32 x 32) and ve/ffhq_256_ncsnpp_continuous (256 x 256),
+batch 1 and 8 (random weights, reverse diffusion + Langevin). The PDS overhead is measured
+twice: the full PDS sampler against the baseline, and the preconditioner's own work per
+iteration (two drifts and two noises, frequency + space masks) against the baseline iteration.
+
+    python benchmarks/network_cpu.py [--cases cifar10:1,cifar10:8,ffhq_256:1,ffhq_256:8]
+
+Writes benchmarks/results/network_cpu.json (updated after every case).
+"""
+
+import argparse
+import json
+import os
+import time
+
+import jax
+
+from benchmarks.gpu_check import random_pds, timed
+from configs.ve import cifar10_ncsnpp_continuous, ffhq_256_ncsnpp_continuous
+from pds.experiment import experiment_from_config
+from pds.precondition import Preconditioner, apply_drift, apply_noise
+from pds.sampling import build_sampler, spec_from_config
+from pds.sharding import data_mesh, replicate
+
+CONFIGS = {'cifar10': cifar10_ncsnpp_continuous, 'ffhq_256': ffhq_256_ncsnpp_continuous}
+
+
+def run_case(name: str, batch: int, iterations: int) -> dict:
+    config = CONFIGS[name].get_config()
+    config.sampling.steps = iterations
+    exp = experiment_from_config(config)
+    mesh = data_mesh()
+    v = replicate(exp.variables, mesh)
+    spec = spec_from_config(config, exp.sde)
+    pds = random_pds(exp.image_shape)
+    out = {'config': name, 'batch': batch, 'iterations': iterations}
+    for label, precond in (('baseline', Preconditioner()), ('pds', pds)):
+        s = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch, mesh,
+                          spec)
+        p = replicate(precond, mesh)
+        out[f'{label}_compile_seconds'] = s.compile(v, p)
+        t = timed(lambda s=s, p=p: s(v, p, 0), repeats=2)
+        out[f'{label}_seconds_per_nfe'] = t / s.nfe
+    g = jax.random.normal(jax.random.key(1), (batch, *exp.image_shape))
+    ops = jax.jit(lambda g, p: (apply_drift(p, g), apply_noise(p, g), apply_drift(p, g),
+                                apply_noise(p, g)))
+    per_iteration = out['baseline_seconds_per_nfe'] * spec.nfe_per_iteration()
+    out['pds_ops_seconds_per_iteration'] = timed(lambda: ops(g, pds))
+    out['pds_ops_fraction_of_iteration'] = out['pds_ops_seconds_per_iteration'] / per_iteration
+    out['pds_sampler_over_baseline'] = (out['pds_seconds_per_nfe']
+                                        / out['baseline_seconds_per_nfe'])
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cases', default='cifar10:1,cifar10:8,ffhq_256:1,ffhq_256:8')
+    parser.add_argument('--iterations', type=int, default=1)
+    parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results',
+                                                      'network_cpu.json'))
+    args = parser.parse_args()
+    result = {'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
+              'cpu_count': os.cpu_count(), 'cases': []}
+    for case in args.cases.split(','):
+        name, batch = case.split(':')
+        t0 = time.perf_counter()
+        res = run_case(name, int(batch), args.iterations)
+        res['wall_seconds'] = time.perf_counter() - t0
+        result['cases'].append(res)
+        print(json.dumps(res), flush=True)
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
