@@ -44,6 +44,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     training.n_jitted_steps = 5
     training.reduce_mean = False
     training.sde = 'vesde'
+    training.tensorboard = True  # TensorBoard events when TensorFlow is installed
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.method = 'pc'
@@ -60,11 +61,20 @@ def get_base_config() -> ml_collections.ConfigDict:
     sampling.save_raw = False
     sampling.progress_every = 0  # 0: about 50 updates per run
 
+    # --mode=eval: checkpoint steps s with begin_ckpt <= s <= end_ckpt (end_ckpt -1: no upper
+    # bound; begin_ckpt -1: the newest stored step only); exact-score models have one
+    # evaluation, 'exact'. num_samples must be a multiple of batch_size (whole rounds).
     config.eval = evaluate = ml_collections.ConfigDict()
-    evaluate.begin_ckpt = 1
-    evaluate.end_ckpt = 1
+    evaluate.begin_ckpt = -1
+    evaluate.end_ckpt = -1
     evaluate.batch_size = 64
     evaluate.num_samples = 64
+    evaluate.inception_weights = 'inception_fid.npz'  # python -m evaluation.inception_weights
+    evaluate.ref_stats = ''  # reference FID statistics (.npz); '' skips FID and KID
+    evaluate.inception_batch_size = 50
+    evaluate.is_splits = 10  # Inception Score splits (fewer when there are fewer samples)
+    evaluate.kid_subset_size = 1000
+    evaluate.kid_num_subsets = 100
     evaluate.enable_sampling = True
     evaluate.enable_loss = False
     evaluate.enable_bpd = False
@@ -82,6 +92,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     data.centered = False
     data.uniform_dequantization = False
     data.num_channels = 3
+    # Input sources (pds/data.py): a folder or .npz/.npy for dataset 'folder' / 'npz' (and a
+    # prepared FFHQ / CelebAHQ), the LSUN category, score_sde's FFHQ / CelebAHQ TFRecords,
+    # and the TFDS data directory ('' = TFDS's default; download only if tfds_download).
+    data.path = ''
+    data.category = ''
+    data.tfrecords_path = ''
+    data.tfds_data_dir = ''
+    data.tfds_download = False
+    data.shuffle_buffer = 10000  # TFDS / TFRecord sources only
 
     config.model = model = ml_collections.ConfigDict()
     model.name = 'ncsnpp'
@@ -93,6 +112,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     model.dropout = 0.1
     model.embedding_type = 'fourier'
     model.dtype = 'float32'
+    model.ema_rate = 0.999  # EMA of the parameters in training; network configs set theirs
 
     config.optim = optim = ml_collections.ConfigDict()
     optim.weight_decay = 0.0
@@ -115,6 +135,9 @@ def dataset_defaults(dataset: str, image_size: int, sigma_max: float, num_scales
     config = get_base_config()
     config.sampling.snr = snr
     config.sampling.pds.freq_mask = ''
+    # Headline FIDs use 50k samples; the batch divides 50000 and splits over 8 devices.
+    config.eval.num_samples = 50000
+    config.eval.batch_size = 1000 if image_size <= 64 else 40
     data = config.data
     data.dataset = dataset
     data.image_size = image_size

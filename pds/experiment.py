@@ -37,16 +37,17 @@ def image_shape(config) -> tuple[int, int, int]:
 
 
 def stats_images(config, n: int) -> np.ndarray:
-    """n training images (N, H, W, C) in [0, 1], for mask statistics."""
+    """n training images (N, H, W, C) in [0, 1], for mask statistics: exact field samples
+    for exact-score models, else the first n images of ``config.data`` (pds.data)."""
     if config.model.name == 'gaussian_field':
         from models.gaussian_field import field_from_config
 
         h, w, _ = image_shape(config)
         x = field_from_config(config).sample(np.random.default_rng(config.seed + 7919), n, h, w)
         return (x + 1.0) / 2.0 if config.data.centered else x
-    raise ConfigError('sampling.pds.freq_mask', 'stats',
-                      f"a mask .npy path for dataset {config.data.dataset!r} (statistics from "
-                      "data need --mode=stats), or '' for gain 1")
+    from pds.data import load_images
+
+    return load_images(config, n)
 
 
 def pds_gains(config) -> tuple[np.ndarray | None, np.ndarray | None]:
