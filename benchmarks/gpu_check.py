@@ -6,15 +6,19 @@ random weights), the peak device memory, and the PDS overhead: the preconditione
 iteration (two drifts M M^T g and two noises M z at the sampling batch) relative to the
 baseline iteration, and for 256 float32 also the full PDS sampler against the baseline.
 
-    python benchmarks/gpu_check.py --out benchmarks/results/gpu_check.json [--tiny]
+    PYTHONPATH=. python benchmarks/gpu_check.py --out benchmarks/results/gpu_check.json [--tiny]
+
+Each case runs in its own process, so its peak device memory is its own.
 
 ``--tiny`` shrinks the networks for a CPU smoke run of the script itself.
 """
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
-import traceback
 
 import jax
 import numpy as np
@@ -88,23 +92,40 @@ def run_case(name, module, batch, dtype, iterations, tiny, with_pds_sampler):
     return out
 
 
+def one_case(args) -> dict:
+    name, dtype = args.case.split(':')
+    module, batch = {n: (m, b) for n, m, b in CASES}[name]
+    with_pds = name == 'ffhq_256' and dtype == 'float32'
+    return run_case(name, module, batch, dtype, args.iterations, args.tiny, with_pds)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--out', required=True)
     parser.add_argument('--iterations', type=int, default=3)
     parser.add_argument('--tiny', action='store_true')
+    parser.add_argument('--case', help='name:dtype; runs one case in this process')
     args = parser.parse_args()
+    if args.case:  # child: one case per process, so peak memory is this case's own
+        print('RESULT ' + json.dumps(one_case(args)), flush=True)
+        return
     result = {'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
               'device_count': jax.device_count(), 'cases': []}
     t_start = time.perf_counter()
-    for name, module, batch in CASES:
+    for name, _, _ in CASES:
         for dtype in ('float32', 'bfloat16'):
-            with_pds = name == 'ffhq_256' and dtype == 'float32'
-            try:
-                case = run_case(name, module, batch, dtype, args.iterations, args.tiny, with_pds)
-            except Exception as err:  # record and go on: one file holds whatever ran
-                case = {'config': name, 'dtype': dtype, 'error': repr(err),
-                        'trace': traceback.format_exc()[-2000:]}
+            cmd = [sys.executable, __file__, '--out', args.out, '--case', f'{name}:{dtype}',
+                   '--iterations', str(args.iterations)] + (['--tiny'] if args.tiny else [])
+            root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                [root, *filter(None, [os.environ.get('PYTHONPATH')])]))
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+            if lines:
+                case = json.loads(lines[-1][len('RESULT '):])
+            else:  # record and go on: one file holds whatever ran
+                case = {'config': name, 'dtype': dtype, 'returncode': proc.returncode,
+                        'error': proc.stderr[-2000:]}
             result['cases'].append(case)
             print(json.dumps(case), flush=True)
             result['wall_seconds'] = time.perf_counter() - t_start

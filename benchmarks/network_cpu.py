@@ -27,7 +27,7 @@ from pds.sharding import data_mesh, replicate
 CONFIGS = {'cifar10': cifar10_ncsnpp_continuous, 'ffhq_256': ffhq_256_ncsnpp_continuous}
 
 
-def run_case(name: str, batch: int, iterations: int) -> dict:
+def run_case(name: str, batch: int, iterations: int, repeats: int) -> dict:
     config = CONFIGS[name].get_config()
     config.sampling.steps = iterations
     exp = experiment_from_config(config)
@@ -36,13 +36,23 @@ def run_case(name: str, batch: int, iterations: int) -> dict:
     spec = spec_from_config(config, exp.sde)
     pds = random_pds(exp.image_shape)
     out = {'config': name, 'batch': batch, 'iterations': iterations}
+    runs = {}
     for label, precond in (('baseline', Preconditioner()), ('pds', pds)):
         s = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch, mesh,
                           spec)
         p = replicate(precond, mesh)
         out[f'{label}_compile_seconds'] = s.compile(v, p)
-        t = timed(lambda s=s, p=p: s(v, p, 0), repeats=2)
-        out[f'{label}_seconds_per_nfe'] = t / s.nfe
+        jax.block_until_ready(s(v, p, 0))  # warm-up
+        runs[label] = (s, p)
+    # interleave the two samplers so that load from elsewhere hits both alike; keep the best
+    best = dict.fromkeys(runs, float('inf'))
+    for _ in range(repeats):
+        for label, (s, p) in runs.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(s(v, p, 0))
+            best[label] = min(best[label], time.perf_counter() - t0)
+    for label, (s, _) in runs.items():
+        out[f'{label}_seconds_per_nfe'] = best[label] / s.nfe
     g = jax.random.normal(jax.random.key(1), (batch, *exp.image_shape))
     ops = jax.jit(lambda g, p: (apply_drift(p, g), apply_noise(p, g), apply_drift(p, g),
                                 apply_noise(p, g)))
@@ -58,6 +68,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--cases', default='cifar10:1,cifar10:8,ffhq_256:1,ffhq_256:8')
     parser.add_argument('--iterations', type=int, default=1)
+    parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results',
                                                       'network_cpu.json'))
     args = parser.parse_args()
@@ -66,7 +77,7 @@ def main():
     for case in args.cases.split(','):
         name, batch = case.split(':')
         t0 = time.perf_counter()
-        res = run_case(name, int(batch), args.iterations)
+        res = run_case(name, int(batch), args.iterations, args.repeats)
         res['wall_seconds'] = time.perf_counter() - t0
         result['cases'].append(res)
         print(json.dumps(res), flush=True)
