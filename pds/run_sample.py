@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Collection
 
 import jax
 import numpy as np
@@ -42,11 +43,15 @@ def count_rounds(num_samples, batch_size) -> int:
 
 
 def sample_rounds(exp: Experiment, spec: SamplerSpec, config, num_samples: int,
-                  batch_size: int, on_round=None, desc: str = 'sampling') -> RunResult:
+                  batch_size: int, on_round=None, desc: str = 'sampling',
+                  only: Collection[int] | None = None) -> RunResult:
     """Sample ``num_samples`` in rounds; ``on_round(k, x)`` gets each round's float32 samples.
     Round k covers global example indices [k B, (k + 1) B), so samples do not depend on the
-    device count. Streams: only one round is in host memory at a time."""
-    rounds = count_rounds(num_samples, batch_size)
+    device count, and a round can be drawn on its own: ``only`` (default: all) names the
+    rounds to draw (resuming runs skip the rest). Streams: only one round is in host memory
+    at a time."""
+    todo = [k for k in range(count_rounds(num_samples, batch_size))
+            if only is None or k in only]
     mesh = data_mesh()
     bar = IterationBar(exp.grid.num_steps, desc, enabled=jax.process_index() == 0)
     sampler = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch_size,
@@ -57,8 +62,8 @@ def sample_rounds(exp: Experiment, spec: SamplerSpec, config, num_samples: int,
     compile_s = sampler.compile(variables, precond)
     moments = FourierMoments(np.asarray(exp.field.mean)) if exp.field is not None else None
     t0 = time.perf_counter()
-    with round_bar(rounds, desc, enabled=jax.process_index() == 0) as rbar:
-        for k in range(rounds):
+    with round_bar(len(todo), desc, enabled=jax.process_index() == 0) as rbar:
+        for k in todo:
             bar.reset()
             x = np.asarray(sampler(variables, precond, config.seed, k * batch_size))
             x = x[: min(batch_size, num_samples - k * batch_size)]
