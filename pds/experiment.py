@@ -26,7 +26,7 @@ class Experiment:
     score_builder: Callable[[SDE, Any], Callable]  # (sde, variables) -> score_fn(x, t)
     variables: Any
     precond: Preconditioner
-    field: Any = None  # the exact GaussianField, for exact-score models
+    field: Any = None  # the exact GaussianField, when the data distribution is one
 
 
 def image_shape(config) -> tuple[int, int, int]:
@@ -99,7 +99,12 @@ def score_model_from_config(config, workdir: str | None = None):
     from pds.network_model import network_score_model
 
     builder, variables = network_score_model(config, workdir)
-    return builder, variables, None
+    field = None
+    if config.data.dataset == 'gaussian_field':  # a network trained on the field: exact FD
+        from models.gaussian_field import field_from_config
+
+        field = field_from_config(config)
+    return builder, variables, field
 
 
 def experiment_from_config(config, workdir: str | None = None) -> Experiment:

@@ -115,3 +115,12 @@ def test_sample_mode_outputs(tmp_path):
         expected = np.clip(f['raw'] * 255.0, 0, 255).astype(np.uint8)
         assert np.array_equal(f['samples'], expected)
     assert (tmp_path / 'samples' / 'grid.png').stat().st_size > 0
+
+
+def test_bench_needs_the_gaussian_field(tmp_path):
+    from pds import run_bench
+
+    config = small_config(**{'data.dataset': 'CIFAR10'})
+    with pytest.raises(ConfigError, match="data.dataset='CIFAR10'.*gaussian_field"):
+        run_bench.run(config, str(tmp_path))
+    assert not (tmp_path / 'bench' / 'quality.csv').exists()
