@@ -93,16 +93,21 @@ def to_csv(rows: list[dict], floor: float, floor_std: float) -> str:
     return buf.getvalue()
 
 
+def _num(v: float) -> str:
+    """One decimal for large values, three significant digits for small ones."""
+    return f'{v:.1f}' if abs(v) >= 100 else f'{v:.3g}'
+
+
 def to_markdown(rows: list[dict], floor: float, floor_std: float, num: int) -> str:
     by = {(r['iterations'], r['method']): r for r in rows}
     lines = [f'Exact Frechet distance to the Gaussian field, {num} samples per cell; noise '
-             f'floor (same statistic on {num} exact samples): {floor:.1f} +- {floor_std:.1f}.',
+             f'floor (same statistic on {num} exact samples): {_num(floor)} +- {_num(floor_std)}.',
              '', '| iterations | NFE | FD baseline | FD PDS | PDS / baseline |',
              '|---:|---:|---:|---:|---:|']
     for n in sorted({r['iterations'] for r in rows}):
         b, p = by[(n, 'none')], by[(n, 'pds')]
-        lines.append(f"| {n} | {b['nfe']} | {b['frechet_distance']:.1f} | "
-                     f"{p['frechet_distance']:.1f} | "
+        lines.append(f"| {n} | {b['nfe']} | {_num(b['frechet_distance'])} | "
+                     f"{_num(p['frechet_distance'])} | "
                      f"{p['frechet_distance'] / b['frechet_distance']:.3f} |")
     return '\n'.join(lines) + '\n'
 
