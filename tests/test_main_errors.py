@@ -121,6 +121,6 @@ def test_bench_needs_the_gaussian_field(tmp_path):
     from pds import run_bench
 
     config = small_config(**{'data.dataset': 'CIFAR10'})
-    with pytest.raises(ConfigError, match="data.dataset='CIFAR10'.*gaussian_field"):
+    with pytest.raises(ConfigError, match=r"data\.dataset='CIFAR10'.*gaussian_field"):
         run_bench.run(config, str(tmp_path))
     assert not (tmp_path / 'bench' / 'quality.csv').exists()
