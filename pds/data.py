@@ -147,16 +147,14 @@ class GaussianFieldSource(ArraySource):
             raise ConfigError('model.field_mean', tuple(self.field.mean),
                               f'one mean per channel (data.num_channels='
                               f'{config.data.num_channels})')
-        self._root = np.sqrt(self.field.spectrum(self.size, self.size))
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         h = w = self.size
-        c = self.field.num_channels
-        z = np.stack([np.random.default_rng([self.seed, _TAG_FIELD, self.stream, int(i)])
-                      .standard_normal((h, w, c)) for i in indices]) if len(indices) else \
-            np.zeros((0, h, w, c))
-        spec = np.fft.fft2(z, axes=(1, 2), norm='ortho') * self._root
-        x = np.real(np.fft.ifft2(spec, axes=(1, 2), norm='ortho')) + np.asarray(self.field.mean)
+        if not len(indices):
+            return np.zeros((0, h, w, self.field.num_channels), np.float32)
+        x = np.concatenate([
+            self.field.sample(np.random.default_rng([self.seed, _TAG_FIELD, self.stream, int(i)]),
+                              1, h, w) for i in indices])
         x = (x + 1.0) / 2.0 if self.centered else x
         return x.astype(np.float32)
 

@@ -21,6 +21,7 @@ from evaluation.gaussian_fd import noise_floor
 from pds import outputs
 from pds.errors import ConfigError
 from pds.experiment import experiment_from_config
+from pds.precondition import Preconditioner
 from pds.run_sample import count_rounds, sample_rounds
 from pds.sampling import spec_from_config
 from pds.schedule import sampling_schedule
@@ -50,11 +51,10 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     paths = {ext: os.path.join(bench_dir, f'quality.{ext}') for ext in ('csv', 'md', 'png')}
     outputs.claim_outputs(list(paths.values()), overwrite)
 
-    base = {}
-    for method in METHODS:
-        cfg = copy.deepcopy(config)
-        cfg.sampling.precondition = method
-        base[method] = experiment_from_config(cfg, workdir)
+    cfg = copy.deepcopy(config)
+    cfg.sampling.precondition = 'pds'
+    pds_exp = experiment_from_config(cfg, workdir)  # the score model is built (restored) once
+    base = {'pds': pds_exp, 'none': dataclasses.replace(pds_exp, precond=Preconditioner())}
     h, w, _ = base['none'].image_shape
     floor, floor_std = noise_floor(base['none'].field, num, h, w, seed=config.seed + 1)
     print(f'noise floor for {num} samples: {floor:.2f} +- {floor_std:.2f}', flush=True)
