@@ -14,10 +14,12 @@ Transform to gains (alpha > 1):
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 
+from pds import outputs
 from pds.errors import ConfigError, check_choice
 
 TRANSFORMS = ('normalized', 'legacy')
@@ -86,6 +88,6 @@ def load_mask(path: str, field: str, shape_chw: tuple[int, int, int]) -> np.ndar
 
 def save_mask(path: str, stat: np.ndarray) -> None:
     """Write a statistic in the reference format (float32 .npy, (C, H, W)), atomically."""
-    tmp = path + '.tmp.npy'
-    np.save(tmp, np.asarray(stat, np.float32))
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(stat, np.float32))
+    outputs.write_bytes(path, buf.getvalue())
