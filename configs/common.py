@@ -42,9 +42,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     training.likelihood_weighting = False
     training.continuous = True
     training.n_jitted_steps = 5
+    training.grad_shards = 0  # gradient microbatches, fixed-order sum (pds/train.py); 0: auto
     training.reduce_mean = False
     training.sde = 'vesde'
-    training.tensorboard = True  # TensorBoard events when TensorFlow is installed
+    training.tensorboard = True  # TensorBoard event files (pds/summaries.py)
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.method = 'pc'

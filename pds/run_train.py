@@ -12,8 +12,9 @@ run would have read. Every
   ``<workdir>/checkpoints/<step>`` (read by ``--mode=sample``), and with
   ``snapshot_sampling`` a grid of samples ``train_samples/step_<step>.png``.
 
-Metrics go to ``train_metrics.jsonl`` (one JSON object per line) and, when TensorFlow and
-TensorBoard are installed and ``training.tensorboard``, to event files under ``tensorboard/``.
+Metrics go to ``train_metrics.jsonl`` (one JSON object per line) and, with
+``training.tensorboard``, to TensorBoard event files under ``tensorboard/``
+(:mod:`pds.summaries`, written without TensorFlow).
 A workdir with training checkpoints is resumed from its newest complete one;
 ``--overwrite`` deletes the training checkpoints, exports and metrics and starts over.
 """
@@ -21,8 +22,6 @@ A workdir with training checkpoints is resumed from its newest complete one;
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import json
 import os
 import shutil
 import sys
@@ -42,6 +41,7 @@ from pds.errors import ConfigError
 from pds.losses import loss_from_config
 from pds.sde import sde_from_config
 from pds.sharding import DATA_AXIS, check_batch, data_mesh, replicate, replicated
+from pds.summaries import METRICS_FILE, TENSORBOARD_DIR, Summaries, truncate_metrics
 from pds.train import (
     TrainState,
     build_eval_step,
@@ -55,7 +55,6 @@ from pds.train import (
 )
 from pds.train_checkpoints import TrainCheckpoints
 
-METRICS_FILE = 'train_metrics.jsonl'
 SAMPLES_DIR = 'train_samples'
 SNAPSHOT_SAMPLES = 16  # images in a snapshot grid (rounded to the device count)
 
@@ -102,56 +101,6 @@ def plan_from_config(config) -> Plan:
     return Plan(int(t.n_iters), jitted, freqs['log_freq'], freqs['eval_freq'],
                 freqs['snapshot_freq'], freqs['snapshot_freq_for_preemption'],
                 bool(t.snapshot_sampling))
-
-
-# ------------------------------------------------------------------------------- summaries
-class Summaries:
-    """Scalars to ``train_metrics.jsonl`` and (if available) TensorBoard; process 0 only."""
-
-    def __init__(self, workdir: str, tensorboard: bool):
-        self.enabled = jax.process_index() == 0
-        self.path = os.path.join(workdir, METRICS_FILE)
-        self.tb = None
-        if self.enabled and tensorboard and all(
-                importlib.util.find_spec(m) for m in ('tensorflow', 'tensorboard')):
-            self.tb = _tensorboard_writer(os.path.join(workdir, 'tensorboard'))
-
-    def write(self, step: int, **scalars: float) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, 'a') as f:
-            f.write(json.dumps({'step': step, **scalars}, sort_keys=True) + '\n')
-        if self.tb is not None:
-            tf, writer = self.tb
-            try:
-                with writer.as_default():
-                    for name, value in scalars.items():
-                        tf.summary.scalar(name, value, step=step)
-                writer.flush()
-            except Exception as err:  # optional: never stop training for a summary
-                logging.warning('TensorBoard summaries disabled (%s: %s)',
-                                type(err).__name__, err)
-                self.tb = None
-
-
-def _tensorboard_writer(logdir: str):
-    try:
-        import tensorflow as tf
-
-        tf.config.set_visible_devices([], 'GPU')  # TensorFlow must not take accelerator memory
-        return tf, tf.summary.create_file_writer(logdir)
-    except Exception as err:  # TensorBoard is optional: keep training without it
-        logging.warning('TensorBoard summaries disabled (%s: %s)', type(err).__name__, err)
-        return None
-
-
-def truncate_metrics(path: str, step: int) -> None:
-    """Drop metric lines after ``step`` (a resumed run rewrites them)."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        keep = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
-    outputs.write_text(path, ''.join(keep))
 
 
 # ------------------------------------------------------------------------------- data
@@ -203,7 +152,7 @@ class SnapshotSampler:
 # ------------------------------------------------------------------------------- the run
 def _clear_outputs(workdir: str, ckpts: TrainCheckpoints) -> None:
     ckpts.clear()
-    for name in ('checkpoints', SAMPLES_DIR, 'tensorboard'):
+    for name in ('checkpoints', SAMPLES_DIR, TENSORBOARD_DIR):
         path = os.path.join(workdir, name)
         if os.path.isdir(path):
             aside = f'{path}.deleting-{os.getpid()}'
@@ -264,7 +213,8 @@ class Trainer:
                                                     self.ckpts)
         seed = int(config.seed)
         self.train_step = build_train_step(loss_from_config(config, sde, model, True), tx,
-                                           rate, self.batch, self.mesh, seed)
+                                           rate, self.batch, self.mesh, seed,
+                                           config.training.get('grad_shards', 0))
         self.eval_step = build_eval_step(loss_from_config(config, sde, model, False),
                                          self.batch, self.mesh, seed)
         self.stacked = NamedSharding(self.mesh, P(None, DATA_AXIS))
@@ -341,6 +291,7 @@ class Trainer:
             if on_chunk is not None:
                 on_chunk(self.step)
         bar.close()
+        self.summaries.close()
         return {'step': self.step, **last}
 
 

@@ -4,7 +4,7 @@ One call of the step runs ``k`` optimizer steps as a ``lax.scan`` inside one ``j
 (unrolled on CPU, see :func:`unroll_steps`),
 sharded over the device mesh of :mod:`pds.sharding` with ``shard_map``: the state is
 replicated (``P()``), the stacked batches (k, B, H, W, C) are split on the batch axis
-(``P(None, 'data')``), and gradients are averaged over devices with ``lax.pmean``.
+(``P(None, 'data')``), and gradients are summed over devices in a fixed order (below).
 
 Optimizer (score_sde's ``optimization_manager``): at step s (the number of earlier updates)
 
@@ -16,15 +16,33 @@ Optimizer (score_sde's ``optimization_manager``): at step s (the number of earli
 
 Reproducibility: example b of the global batch at step s draws its time, noise and dropout
 from ``key(seed)`` folded with a stream tag, then s, then b (its global index), exactly as the
-sampler folds global example indices. Per-example losses are therefore the same on 1 or N
-devices; the reported loss is the mean over the gathered global batch (same order on any
-mesh). The gradient is a sum over the batch whose float32 summation order depends on the
-device count (one local sum of B terms vs N local sums then an all-reduce), so parameters
-after a step agree across meshes to rounding (about 1e-7 relative), not bit for bit.
+sampler folds global example indices, so per-example losses are the same on any mesh; the
+reported loss is the mean over the gathered global batch (same order on any mesh).
+
+The gradient is reduced in a fixed order (:func:`plan_gradient`): the global batch of B
+examples is cut into G equal microbatches g = 0..G-1 of B / G consecutive examples
+(``training.grad_shards``), each device computing the gradients of its G / n microbatches
+one at a time (same shapes on any mesh), and
+
+    grad = tree_sum_g  grad_theta ( sum_{b in g} loss_b / B )
+
+where ``tree_sum`` adds neighbours pairwise, level by level (an odd last term waits for the
+next level). Locally that is a tree over the device's microbatches; across devices the same
+tree continues by recursive doubling (``ppermute`` with partner i XOR 2^l, log2 n exchanges
+of one gradient; an all-gather when n is not a power of two). When G / n is a power of two
+the additions are the same on every mesh of the same G. ``grad_shards = 0`` (default) is
+G = n: one microbatch per device, no extra work, and bit-identical parameters on 1 x 4 and
+2 x 2 processes x devices; set G (e.g. 8) to compare meshes of 2, 4 and 8 devices bit for bit.
+
+A one-device mesh is the exception, on XLA:CPU at least: XLA compiles one-partition programs
+through a different pipeline than SPMD (n > 1) programs, with different algebraic rewrites
+(e.g. the softmax backward computes g * (1 / s) there but g / s under SPMD), so a one-device
+step agrees with an n-device step to float32 rounding (relative 1e-6), not bit for bit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -116,19 +134,86 @@ def _global_mean(v: jax.Array) -> jax.Array:
     return jnp.mean(jax.lax.all_gather(v, DATA_AXIS, tiled=True))
 
 
+@dataclasses.dataclass(frozen=True)
+class GradientPlan:
+    """G microbatches of ``size`` examples, ``per_device`` of them on each of n devices."""
+
+    shards: int
+    per_device: int
+    size: int
+
+
+def plan_gradient(grad_shards: Any, batch_size: int, num_devices: int) -> GradientPlan:
+    """The microbatching of ``training.grad_shards`` (0: automatic, see the module doc)."""
+    if isinstance(grad_shards, bool) or not isinstance(grad_shards, int) or grad_shards < 0:
+        raise ConfigError('training.grad_shards', grad_shards,
+                          'an integer >= 0 (0: automatic)')
+    if grad_shards == 0:
+        grad_shards = num_devices
+    if grad_shards % num_devices or batch_size % grad_shards:
+        raise ConfigError('training.grad_shards', grad_shards,
+                          f'a multiple of the device count ({num_devices}) dividing '
+                          f'training.batch_size={batch_size} (0: automatic)')
+    return GradientPlan(grad_shards, grad_shards // num_devices, batch_size // grad_shards)
+
+
+def tree_sum(stacked: Any) -> Any:
+    """Sum each leaf over its leading axis by pairwise levels (see the module doc)."""
+
+    def one(a):
+        while a.shape[0] > 1:
+            even = a.shape[0] // 2 * 2
+            pairs = a[0:even:2] + a[1:even:2]
+            a = jnp.concatenate([pairs, a[even:]]) if even < a.shape[0] else pairs
+        return a[0]
+
+    return jax.tree_util.tree_map(one, stacked)
+
+
+def device_tree_sum(tree: Any, num_devices: int) -> Any:
+    """``tree_sum`` over the devices of the data axis, the same on every device.
+
+    For a power-of-two n, recursive doubling: at level l device i adds the partial sum of
+    device i XOR 2^l (float addition is commutative, so both partners hold the same bits).
+    """
+    if num_devices == 1:
+        return tree
+    if num_devices & (num_devices - 1):
+        return tree_sum(jax.lax.all_gather(tree, DATA_AXIS))
+    d = 1
+    while d < num_devices:
+        perm = [(i, i ^ d) for i in range(num_devices)]
+        tree = jax.tree_util.tree_map(
+            lambda a, p=perm: a + jax.lax.ppermute(a, DATA_AXIS, p), tree)
+        d *= 2
+    return tree
+
+
 def train_step_body(loss_fn: LossFn, tx: optax.GradientTransformation, rate: float,
-                    local_b: int, seed: int) -> Callable[[TrainState, jax.Array], tuple]:
+                    local_b: int, seed: int, plan: GradientPlan, num_devices: int,
+                    unroll: bool | int = 1) -> Callable[[TrainState, jax.Array], tuple]:
     """One optimizer step on this device's share ``x`` (local_b, H, W, C) of a global batch."""
+    global_b = local_b * num_devices
+    k, m = plan.per_device, plan.size
 
     def step(state: TrainState, x: jax.Array) -> tuple[TrainState, jax.Array]:
         keys = example_keys(seed, TRAIN_STREAM, state.step, _global_index(local_b))
 
-        def objective(params):
-            losses = loss_fn({'params': params, **state.model_state}, x, keys)
-            return jnp.mean(losses), losses
+        def objective(params, xm, km):
+            losses = loss_fn({'params': params, **state.model_state}, xm, km)
+            return jnp.sum(losses) / global_b, losses
 
-        grads, losses = jax.grad(objective, has_aux=True)(state.params)
-        grads = jax.lax.pmean(grads, DATA_AXIS)
+        grad_fn = jax.grad(objective, has_aux=True)
+        if k == 1:
+            grads, losses = grad_fn(state.params, x, keys)
+        else:
+            def micro(_, inp):
+                return None, grad_fn(state.params, *inp)
+
+            batches = (x.reshape(k, m, *x.shape[1:]), keys.reshape(k, m))
+            _, (stacked, losses) = jax.lax.scan(micro, None, batches, unroll=unroll)
+            grads, losses = tree_sum(stacked), losses.reshape(local_b)
+        grads = device_tree_sum(grads, num_devices)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = jax.tree_util.tree_map(lambda e, p: rate * e + (1.0 - rate) * p,
@@ -145,23 +230,26 @@ def unroll_steps(mesh: Mesh) -> bool | int:
 
     XLA:CPU runs convolutions inside a while-loop body about 15x slower than the same
     convolutions unrolled (measured on the small NCSN++: 8.3 s vs 0.5 s per step on 2 cores),
-    so on CPU the k steps are unrolled (compile time grows with k). GPUs and TPUs keep a
-    rolled loop (one compiled body).
+    so on CPU the k steps (and microbatches) are unrolled (compile time grows with k). GPUs
+    and TPUs keep a rolled loop (one compiled body).
     """
     return True if mesh.devices.flat[0].platform == 'cpu' else 1
 
 
 def build_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, rate: float,
-                     batch_size: int, mesh: Mesh, seed: int
+                     batch_size: int, mesh: Mesh, seed: int, grad_shards: int = 0
                      ) -> Callable[[TrainState, jax.Array], tuple[TrainState, jax.Array]]:
     """``step(state, xs) -> (state, losses)``: len(xs) steps (a scan) in one compiled call.
 
     ``xs`` is (k, batch_size, H, W, C) sharded ``P(None, 'data')``; ``losses`` (k,) are the
-    global-batch mean losses of the k steps. The state argument is donated.
+    global-batch mean losses of the k steps. The state argument is donated. ``grad_shards``:
+    the gradient's microbatches (``plan_gradient``).
     """
     local_b = check_batch('training.batch_size', batch_size, mesh)
-    body = train_step_body(loss_fn, tx, rate, local_b, seed)
+    n = mesh.devices.size
     unroll = unroll_steps(mesh)
+    body = train_step_body(loss_fn, tx, rate, local_b, seed,
+                           plan_gradient(grad_shards, batch_size, n), n, unroll)
 
     def many(state, xs):
         if xs.shape[0] == 1:  # one step: no loop at all
