@@ -1,0 +1,295 @@
+"""Is the baseline's divergence on the trained 16x16 field the sampler's or the score's?
+
+Not run in CI. ``PYTHONPATH=. python benchmarks/field16_exact_vs_learned.py``
+(about 2.5 minutes on the 2-core CPU; needs the trained checkpoint of
+``benchmarks/train_gaussian_field.py`` in ``--learned-workdir``).
+
+1. The bench of ``configs/analytic/field_16.py``: the exact score under the sampler settings,
+   ladder and sample count of the trained-network bench (``pds.run_bench``, the same code as
+   ``--mode=bench``), next to the learned-score rows of
+   ``benchmarks/results/train_gaussian_field_bench.csv``.
+2. A trace of one sampling run per (score, method) at ``--trace-iterations`` (20): the same
+   predictor / corrector functions and noise draws as the compiled sampler, one iteration at
+   a time. After each iteration it records the corrector step eps, and per frequency band the
+   energy of x (the iterate) relative to what the diffused field has at the level the
+   iteration lands on, E|U(x - mu)|^2 / (lambda + sigma_next^2) (1 = on target).
+3. The learned score's error per band and noise level on exact noisy samples: relative error
+   ||P_band (s_theta - s)|| / ||P_band s|| and gain <P s_theta, P s> / ||P s||^2.
+4. Both scores on inputs with c times the nominal noise, x = x0 + c sigma z: the exact score's
+   norm grows as c, the network's stays at about 0.945 sqrt(d) / sigma (its output head is
+   conv(act(GroupNorm(h))) / sigma, bounded whatever the input's scale).
+5. The causal check: the exact score with only that norm ceiling imposed
+   (``capped_exact_builder``, kappa 0.945) run over the whole bench ladder.
+
+Writes ``benchmarks/results/field16_exact_bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import os
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs.analytic.field_16 import get_config as exact_config
+from configs.ve.gaussian_field_16_ncsnpp_small import get_config as learned_config
+from models.gaussian_field import exact_score_fn, field_from_config
+from pds import run_bench
+from pds.correctors import get_corrector
+from pds.experiment import image_shape, preconditioner_from_config, score_model_from_config
+from pds.precondition import apply_noise
+from pds.predictors import get_predictor
+from pds.sampling import PRIOR_TAG, draw, example_keys, spec_from_config
+from pds.schedule import sampling_schedule
+from pds.steps import StepEnv, per_example_norm
+
+LEARNED_CSV = 'benchmarks/results/train_gaussian_field_bench.csv'
+OUT = 'benchmarks/results/field16_exact_bench.json'
+# Bands of the integer frequency radius |k| (cycles per image); DC is its own band.
+BANDS = {'dc': (0.0, 0.5), 'low |k|<=2': (0.5, 2.5), 'mid 3-5': (2.5, 5.5),
+         'high >=6': (5.5, 99.0)}
+ERROR_SIGMAS = (0.01, 0.05, 0.2, 1.0, 5.0, 20.0)
+SCALE_SIGMAS = (0.5, 2.0, 8.0)
+EXCESS = (1.0, 1.5, 2.0, 4.0, 8.0)
+
+
+def band_masks(h: int, w: int) -> dict[str, np.ndarray]:
+    ky = np.fft.fftfreq(h, 1.0 / h)[:, None]
+    kx = np.fft.fftfreq(w, 1.0 / w)[None, :]
+    r = np.sqrt(kx**2 + ky**2)
+    return {name: (r >= lo) & (r < hi) for name, (lo, hi) in BANDS.items()}
+
+
+def spectra(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Orthonormal DFT of x - mu, (N, H, W, C) complex."""
+    return np.fft.fft2(np.asarray(x, np.float64) - mean, axes=(1, 2), norm='ortho')
+
+
+def band_energy_ratio(x, field, sigma: float) -> dict[str, float]:
+    """Per band: mean_n sum_k |X_n(k)|^2 / sum_k (lambda(k) + sigma^2) (1 = on target)."""
+    h, w = x.shape[1:3]
+    power = np.mean(np.abs(spectra(x, np.asarray(field.mean))) ** 2, axis=0)  # (H, W, C)
+    target = field.spectrum(h, w) + sigma**2
+    return {name: float(power[m].sum() / target[m].sum())
+            for name, m in band_masks(h, w).items()}
+
+
+def frechet_to(x, field, sigma: float) -> float:
+    """Exact FD of x to the field diffused to noise level sigma (the moments of gaussian_fd)."""
+    h, w = x.shape[1:3]
+    spec = spectra(x, np.asarray(field.mean))
+    m = spec.mean(axis=0)
+    var = np.sum(np.abs(spec - m) ** 2, axis=0) / (len(x) - 1)
+    lam = field.spectrum(h, w) + sigma**2
+    return float(np.sum(np.abs(m) ** 2) + np.sum((np.sqrt(var) - np.sqrt(lam)) ** 2))
+
+
+def bench_exact(workdir: str) -> list[dict]:
+    return run_bench.run(exact_config(), workdir, overwrite=True)
+
+
+def read_learned_rows(path: str) -> list[dict]:
+    with open(path) as f:
+        return [{'iterations': int(r['iterations']), 'method': r['method'],
+                 'frechet_distance': float(r['frechet_distance'])} for r in csv.DictReader(f)]
+
+
+def trace(config, score, method: str, iterations: int, num: int) -> dict:
+    """One run of the PC sampler, iteration by iteration, with the sampler's noise draws.
+    ``score`` is (builder, variables); the PDS masks are those of ``config`` for both scores."""
+    cfg = copy.deepcopy(config)
+    cfg.sampling.precondition = method
+    cfg.sampling.steps = iterations
+    field = field_from_config(cfg)
+    shape = image_shape(cfg)
+    builder, variables = score
+    precond = preconditioner_from_config(cfg)
+    sde, grid = sampling_schedule(cfg)
+    spec = spec_from_config(cfg, sde)
+    score_fn = builder(sde, variables)
+    env = StepEnv(sde, score_fn, precond, spec.snr, spec.n_steps_each, spec.probability_flow,
+                  jnp.mean)
+    corrector, predictor = get_corrector(spec.corrector), get_predictor(spec.predictor)
+    keys = example_keys(jnp.asarray(cfg.seed, jnp.uint32), jnp.arange(num))
+
+    @jax.jit
+    def step(x, t, index, tag):
+        vec_t = jnp.full((num,), t, jnp.float32)
+        grad = env.drift(score_fn(x, vec_t))
+        z = env.noise_term(draw(keys, shape, tag, 0))
+        eps = 2.0 * (spec.snr * jnp.mean(per_example_norm(z))
+                     / jnp.mean(per_example_norm(grad))) ** 2
+        x, _ = corrector(env, x, vec_t, index, lambda s: draw(keys, shape, tag, s))
+        x, x_mean = predictor(env, x, vec_t, index,
+                              lambda s: draw(keys, shape, tag, spec.n_steps_each + s))
+        return x, x_mean, eps
+
+    x = sde.prior_sampling(apply_noise(precond, draw(keys, shape, PRIOR_TAG)))
+    sigmas = np.asarray(sde.discrete_sigmas, np.float64)
+    rows = []
+    for i, (t, index) in enumerate(zip(grid.t, grid.index, strict=True)):
+        x, x_mean, eps = step(x, jnp.float32(t), jnp.int32(index), jnp.int32(i + 1))
+        sigma = float(sigmas[index])
+        nxt = float(sigmas[index - 1]) if index > 0 else 0.0
+        out = np.asarray(x if index > 0 else x_mean)
+        rows.append({'iteration': i + 1, 'sigma': sigma, 'sigma_next': nxt,
+                     'corrector_eps': float(eps), 'eps_over_sigma2': float(eps) / sigma**2,
+                     'fd_to_marginal': frechet_to(out, field, nxt),
+                     'energy_ratio': band_energy_ratio(out, field, nxt)})
+    return {'method': method, 'iterations': iterations, 'final_fd': rows[-1]['fd_to_marginal'],
+            'steps': rows}
+
+
+def capped_exact_builder(kappa: float):
+    """The exact score with its norm capped at kappa sqrt(d) / sigma per example: the one
+    property of the learned score that section 3 measures (its norm does not grow with the
+    input's excess noise), on an otherwise exact score."""
+
+    def builder(sde, variables):
+        exact = exact_score_fn(sde, variables)
+
+        def score(x, t):
+            s = exact(x, t)
+            _, sigma = sde.marginal_prob(x, t)
+            cap = kappa * np.sqrt(np.prod(x.shape[1:])) / sigma
+            return s * jnp.minimum(1.0, cap / per_example_norm(s)).reshape(-1, 1, 1, 1)
+
+        return score
+
+    return builder
+
+
+def score_band_errors(config, builder, variables, num: int) -> list[dict]:
+    """Relative error and gain of the learned score per band, on x0 + sigma z (x0 exact)."""
+    field = field_from_config(config)
+    sde, _ = sampling_schedule(config)
+    h = w = config.data.image_size
+    learned = jax.jit(builder(sde, variables))
+    exact = jax.jit(exact_score_fn(sde, field.variables(h, w)))
+    rng = np.random.default_rng(2**30 + 101)
+    x0 = field.sample(rng, num, h, w)
+    masks = band_masks(h, w)
+    out = []
+    for sigma in ERROR_SIGMAS:
+        t = np.log(sigma / sde.sigma_min) / np.log(sde.sigma_max / sde.sigma_min)
+        vec_t = jnp.full((num,), t, jnp.float32)
+        x = jnp.asarray(x0 + sigma * rng.standard_normal(x0.shape), jnp.float32)
+        a = np.fft.fft2(np.asarray(learned(x, vec_t), np.float64), axes=(1, 2), norm='ortho')
+        b = np.fft.fft2(np.asarray(exact(x, vec_t), np.float64), axes=(1, 2), norm='ortho')
+        row = {'sigma': sigma}
+        for name, m in masks.items():
+            am, bm = a[:, m], b[:, m]
+            row[name] = {'rel_error': float(np.sqrt(np.sum(np.abs(am - bm) ** 2)
+                                                     / np.sum(np.abs(bm) ** 2))),
+                         'gain': float(np.real(np.sum(am * np.conj(bm)))
+                                       / np.sum(np.abs(bm) ** 2))}
+        out.append(row)
+    return out
+
+
+def score_scale_response(config, builder, variables, num: int) -> list[dict]:
+    """Both scores at the nominal level sigma on inputs with c times too much noise,
+    x = x0 + c sigma z (the state of an iterate that kept excess noise). The exact score is
+    linear in x, so its norm grows with c; rms is ||s|| / sqrt(d) times sigma, and gain is
+    <s_theta, s> / ||s||^2 (1 = the learned score removes the excess as the exact one does)."""
+    field = field_from_config(config)
+    sde, _ = sampling_schedule(config)
+    h = w = config.data.image_size
+    learned = jax.jit(builder(sde, variables))
+    exact = jax.jit(exact_score_fn(sde, field.variables(h, w)))
+    rng = np.random.default_rng(2**30 + 202)
+    x0 = field.sample(rng, num, h, w)
+    z = rng.standard_normal(x0.shape)
+    out = []
+    for sigma in SCALE_SIGMAS:
+        t = np.log(sigma / sde.sigma_min) / np.log(sde.sigma_max / sde.sigma_min)
+        vec_t = jnp.full((num,), t, jnp.float32)
+        for c in EXCESS:
+            x = jnp.asarray(x0 + c * sigma * z, jnp.float32)
+            a = np.asarray(learned(x, vec_t), np.float64)
+            b = np.asarray(exact(x, vec_t), np.float64)
+            out.append({'sigma': sigma, 'excess': c,
+                        'rms_sigma_learned': float(sigma * np.sqrt(np.mean(a**2))),
+                        'rms_sigma_exact': float(sigma * np.sqrt(np.mean(b**2))),
+                        'gain': float(np.sum(a * b) / np.sum(b**2))})
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument('--learned-workdir', default='runs/train_gaussian_field')
+    p.add_argument('--trace-iterations', type=int, nargs='+', default=[20])
+    p.add_argument('--num-samples', type=int, default=64)
+    p.add_argument('--skip-bench', action='store_true')
+    p.add_argument('--kappa', type=float, default=0.945,
+                   help='norm cap of the capped exact score (the learned score measures 0.945)')
+    args = p.parse_args()
+
+    result: dict = {'config': 'configs/analytic/field_16.py',
+                    'learned_config': 'configs/ve/gaussian_field_16_ncsnpp_small.py',
+                    'devices': f'{jax.device_count()} x {jax.devices()[0].device_kind}',
+                    'cpu_count': os.cpu_count()}
+    t0 = time.perf_counter()
+    if not args.skip_bench:
+        with tempfile.TemporaryDirectory() as workdir:
+            rows = bench_exact(workdir)
+        learned = {(r['iterations'], r['method']): r['frechet_distance']
+                   for r in read_learned_rows(LEARNED_CSV)}
+        table = []
+        for n in sorted({r['iterations'] for r in rows}):
+            got = {r['method']: r['frechet_distance'] for r in rows if r['iterations'] == n}
+            table.append({'iterations': n, 'nfe': 2 * n,
+                          'exact_baseline': got['none'], 'exact_pds': got['pds'],
+                          'learned_baseline': learned.get((n, 'none')),
+                          'learned_pds': learned.get((n, 'pds'))})
+            print(table[-1], flush=True)
+        result['bench'] = table
+        result['noise_floor'] = rows[0]['frechet_distance'] / rows[0]['ratio_to_floor']
+        result['num_samples'] = exact_config().bench.num_samples
+        result['bench_seconds'] = round(time.perf_counter() - t0, 1)
+
+    lcfg = learned_config()
+    builder, variables, _ = score_model_from_config(lcfg, args.learned_workdir)
+    field_vars = field_from_config(lcfg).variables(lcfg.data.image_size, lcfg.data.image_size)
+    scores = {'exact': (exact_score_fn, field_vars), 'learned': (builder, variables),
+              'exact_capped': (capped_exact_builder(args.kappa), field_vars)}
+    traces = []
+    for n in args.trace_iterations:
+        for name in ('exact', 'learned'):
+            for method in ('none', 'pds'):
+                tr = trace(lcfg, scores[name], method, n, args.num_samples)
+                tr['score'] = name
+                traces.append(tr)
+                print(f"trace {name:7s} {method:4s} {n} it: final FD {tr['final_fd']:.3g}",
+                      flush=True)
+    result['traces'] = traces
+    capped = []
+    for n in exact_config().bench.steps:
+        row = {'iterations': n, 'kappa': args.kappa}
+        for method in ('none', 'pds'):
+            row[method] = trace(lcfg, scores['exact_capped'], method, n,
+                                args.num_samples)['final_fd']
+        capped.append(row)
+        print('exact score, norm capped:', row, flush=True)
+    result['exact_capped'] = capped
+    result['score_band_errors'] = score_band_errors(lcfg, builder, variables, args.num_samples)
+    result['score_scale_response'] = score_scale_response(lcfg, builder, variables,
+                                                          args.num_samples)
+    for r in result['score_scale_response']:
+        print({k: round(v, 3) for k, v in r.items()}, flush=True)
+    result['total_seconds'] = round(time.perf_counter() - t0, 1)
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, 'w') as f:
+        json.dump(result, f, indent=1, default=float)
+    print(f'wrote {OUT} ({result["total_seconds"]} s)')
+
+
+if __name__ == '__main__':
+    main()
