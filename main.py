@@ -2,14 +2,21 @@
 
 Config overrides follow ml_collections: ``--config.sampling.steps=66``. Bad input exits with
 code 2 and one line on stderr naming the field, the value and what is allowed.
+
+Multi-process jobs (TPU pod slices, GPU clusters, several processes on one machine): run the
+same command on every process with ``--distributed`` (see ``pds/distributed.py`` and the
+README's "Multi-host runs").
 """
 
 import importlib
-import sys
+import traceback
 
-from absl import app, flags
+import jax
+from absl import app, flags, logging
 from ml_collections import config_flags
 
+from pds import distributed
+from pds.distributed import Launch
 from pds.errors import ConfigError
 
 MODES = {
@@ -30,19 +37,45 @@ flags.DEFINE_enum('mode', 'sample', list(MODES), 'Run mode.')
 flags.DEFINE_bool('overwrite', False, 'Replace outputs of an earlier run in --workdir.')
 flags.DEFINE_string('source', None, 'Input for --mode=convert (a score_sde checkpoint), '
                     '--mode=fid (a folder of images or an .npz) or --mode=stats (optional).')
+flags.DEFINE_bool('distributed', False, 'Join a multi-process job (jax.distributed).')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 '
+                    '(default: $JAX_COORDINATOR_ADDRESS or cluster auto-detection).')
+flags.DEFINE_integer('num_processes', None, 'Processes in the job (default: '
+                     '$JAX_NUM_PROCESSES or auto-detection).')
+flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 (default: '
+                     '$JAX_PROCESS_ID or auto-detection).')
+flags.DEFINE_integer('cpu_devices', None, 'Simulated CPU devices per process.')
+flags.DEFINE_integer('heartbeat_timeout', 100, 'Seconds without heartbeats after which a '
+                     'process counts as dead and the job stops.')
+flags.DEFINE_integer('init_timeout', 300, 'Seconds to wait for every process to join.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def launch_from_flags() -> Launch:
+    return Launch(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
+                  FLAGS.process_id, FLAGS.cpu_devices, FLAGS.heartbeat_timeout,
+                  FLAGS.init_timeout)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    module = importlib.import_module(MODES[FLAGS.mode])
-    extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
     try:
+        distributed.initialize(launch_from_flags())
+        if not distributed.is_main():
+            logging.set_verbosity(logging.WARNING)  # logs and progress come from process 0
+        module = importlib.import_module(MODES[FLAGS.mode])
+        extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
         module.run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite, **extra)
     except ConfigError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+        distributed.abort(f'error: {err}', 2)
+    except Exception as err:
+        if jax.process_count() == 1:
+            raise
+        traceback.print_exc()
+        distributed.abort(f'error: {type(err).__name__}: {str(err).strip()} (in a '
+                          f'{jax.process_count()}-process job; if this is a failed collective, '
+                          'another process probably stopped: see its log)', 1)
 
 
 if __name__ == '__main__':

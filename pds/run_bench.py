@@ -3,7 +3,7 @@
 For each iteration count of ``bench.steps`` it draws ``bench.num_samples`` samples with
 ``sampling.precondition='none'`` and ``'pds'`` (identical noise draws) and measures the exact
 Frechet distance to the Gaussian field (the score may be exact or a network trained on the
-field). Writes ``bench/quality.csv``, ``bench/quality.md`` and
+field). Process 0 writes ``bench/quality.csv``, ``bench/quality.md`` and
 ``bench/quality.png`` (FD against NFE, both curves, the noise floor as a band).
 """
 
@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from evaluation.gaussian_fd import noise_floor
-from pds import outputs
+from pds import distributed, outputs
 from pds.errors import ConfigError
 from pds.experiment import experiment_from_config
 from pds.precondition import Preconditioner
@@ -57,7 +57,8 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     base = {'pds': pds_exp, 'none': dataclasses.replace(pds_exp, precond=Preconditioner())}
     h, w, _ = base['none'].image_shape
     floor, floor_std = noise_floor(base['none'].field, num, h, w, seed=config.seed + 1)
-    print(f'noise floor for {num} samples: {floor:.2f} +- {floor_std:.2f}', flush=True)
+    say = print if distributed.is_main() else (lambda *a, **k: None)
+    say(f'noise floor for {num} samples: {floor:.2f} +- {floor_std:.2f}', flush=True)
 
     rows = []
     for n in steps:
@@ -74,12 +75,13 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
                          'frechet_distance': fd, 'ratio_to_floor': fd / floor,
                          'sampling_seconds': res.sampling_seconds,
                          'compile_seconds': res.compile_seconds})
-            print(f'{method:>4} {n:5d} it  NFE {res.nfe:5d}  FD {fd:10.2f}  '
+            say(f'{method:>4} {n:5d} it  NFE {res.nfe:5d}  FD {fd:10.2f}  '
                   f'({fd / floor:.2f} x floor)  {res.sampling_seconds:.1f} s', flush=True)
 
-    outputs.write_text(paths['csv'], to_csv(rows, floor, floor_std))
-    outputs.write_text(paths['md'], to_markdown(rows, floor, floor_std, num))
-    plot(paths['png'], rows, floor, floor_std, num, config)
+    if distributed.is_main():  # one report (every process holds the same summed moments)
+        outputs.write_text(paths['csv'], to_csv(rows, floor, floor_std))
+        outputs.write_text(paths['md'], to_markdown(rows, floor, floor_std, num))
+        plot(paths['png'], rows, floor, floor_std, num, config)
     return rows
 
 

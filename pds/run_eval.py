@@ -12,8 +12,11 @@ only on the settings, the seed and k. Outputs, each written atomically (temporar
 rename; a file is whole or absent)::
 
     <workdir>/eval/<ckpt>/round_<k>.npz   samples (B, H, W, C) uint8, pool_3 (B, 2048) and
-                                          logits (B, 1008) float32, round (int),
-                                          fingerprint (str: SHA-256 of the settings)
+                                          logits (B, 1008) float32, index (B,) the rows'
+                                          global example indices, round (int),
+                                          fingerprint (str: SHA-256 of the settings); in a
+                                          job of n processes each process i writes its rows
+                                          to round_<k>_p<i>of<n>.npz instead
     <workdir>/eval/report_<ckpt>.npz      mu (2048,), sigma (2048, 2048) float64, num_images,
                                           resize: our statistics format (metrics.load_stats)
     <workdir>/eval/report_<ckpt>.json     FID, IS, KID, sample count, NFE, sampler settings
@@ -25,12 +28,15 @@ flight and never duplicates one; a round written with other settings is a Config
 ``--overwrite`` to start over). A checkpoint whose report of the same settings exists is
 skipped unless ``--overwrite`` (a report of other settings is a ConfigError). Host memory:
 one round of samples at a time, plus 2048 + 1008 floats of features per sample for the
-report. With several processes, process 0 computes the features and writes the files (the
-workdir must be shared).
+report. With several processes every process computes the Inception features of its own rows
+and writes its own round files; the processes agree on the rounds still to draw, process 0
+gathers the features (not the images) and writes the report. The workdir must be visible to
+every process (a shared file system, as for checkpoints).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -43,10 +49,10 @@ import numpy as np
 from absl import logging
 
 from evaluation.inception import RESIZE_POLICY
-from pds import outputs, scoring
+from pds import distributed, outputs, scoring
 from pds.errors import ConfigError
 from pds.experiment import Experiment, experiment_from_config
-from pds.run_sample import sample_rounds, sampler_summary
+from pds.run_sample import Round, sample_rounds, sampler_summary
 from pds.sampling import SamplerSpec, spec_from_config, to_uint8
 from pds.sharding import check_batch, data_mesh
 
@@ -120,39 +126,48 @@ def fingerprint(config, name: str, weights_digest: str) -> str:
 
 
 def round_path(round_dir: str, k: int) -> str:
-    return os.path.join(round_dir, f'round_{k}.npz')
+    """This process's file of round k (``distributed.process_file``)."""
+    return os.path.join(round_dir, distributed.process_file('round', k))
+
+
+def local_batch(batch: int) -> int:
+    """Rows of a round held by this process (its devices' share of the batch)."""
+    return batch * jax.local_device_count() // jax.device_count()
 
 
 def finished_rounds(round_dir: str, rounds: int, batch: int, fp: str) -> set[int]:
-    """Rounds k < rounds already on disk with this fingerprint (ConfigError on others)."""
-    done = set()
+    """Rounds k < rounds on disk with this fingerprint for every process (ConfigError on
+    files of other settings)."""
+    done = np.zeros(rounds, bool)
     for k in range(rounds):
         path = round_path(round_dir, k)
         if not os.path.exists(path):
             continue
         with np.load(path) as data:
             ok = ('fingerprint' in data.files and str(data['fingerprint']) == fp
-                  and data['pool_3'].shape[0] == batch)
+                  and data['pool_3'].shape[0] == local_batch(batch))
         if not ok:
             raise ConfigError('--workdir', os.path.dirname(round_dir),
                               f'eval rounds of the current settings ({path} was written with '
                               'other sampler, model, seed or batch settings; pass --overwrite '
                               'to discard them)')
-        done.add(k)
-    return done
+        done[k] = True
+    everywhere = distributed.gather(done).all(axis=0)  # a round is done when all its parts are
+    return {int(k) for k in np.flatnonzero(everywhere)}
 
 
 def _remove_outputs(round_dir: str, report_json: str, report_npz: str) -> None:
     """Discard a checkpoint's outputs: the report (the completion marker) first."""
     for path in (report_json, report_npz, *glob.glob(os.path.join(round_dir, 'round_*.npz'))):
-        if os.path.exists(path):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(path)
 
 
 def _remove_temporaries(round_dir: str) -> None:
     """Temporary files of writes cut short by a kill (never read, only tidied)."""
     for path in glob.glob(os.path.join(round_dir, '.tmp-*')):
-        os.remove(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _experiment_for(ctx: EvalContext, name: str) -> Experiment:
@@ -173,14 +188,13 @@ def _sample_missing(ctx: EvalContext, name: str, round_dir: str, todo: list[int]
         return timing
     batch = int(ctx.config.eval.inception_batch_size)
 
-    def on_round(k: int, x: np.ndarray) -> None:
-        if jax.process_index() != 0:
-            return
+    def on_round(r: Round) -> None:
         t0 = time.perf_counter()
-        images = to_uint8(x, ctx.config.data.centered)
+        images = to_uint8(r.rows, ctx.config.data.centered)
         feats = scoring.image_features(ctx.params, images, batch)
-        outputs.write_npz(round_path(round_dir, k), samples=images, pool_3=feats['pool_3'],
-                          logits=feats['logits'], round=np.int64(k), fingerprint=np.array(fp))
+        outputs.write_npz(round_path(round_dir, r.k), samples=images, pool_3=feats['pool_3'],
+                          logits=feats['logits'], index=r.index, round=np.int64(r.k),
+                          fingerprint=np.array(fp))
         timing['inception_seconds'] += time.perf_counter() - t0
 
     res = sample_rounds(_experiment_for(ctx, name), ctx.spec, ctx.config, ctx.num_samples,
@@ -192,13 +206,19 @@ def _sample_missing(ctx: EvalContext, name: str, round_dir: str, todo: list[int]
 
 
 def load_round_features(round_dir: str, rounds: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pool_3 (N, 2048), logits (N, 1008)) of rounds 0..rounds-1 in order (no samples read)."""
-    pool3, logits = [], []
+    """(pool_3 (N, 2048), logits (N, 1008)) of rounds 0..rounds-1 of every process, in global
+    example order (each process reads its own files; no samples are read or gathered)."""
+    parts: dict[str, list[np.ndarray]] = {'index': [], 'pool_3': [], 'logits': []}
     for k in range(rounds):
         with np.load(round_path(round_dir, k)) as data:
-            pool3.append(data['pool_3'])
-            logits.append(data['logits'])
-    return np.concatenate(pool3), np.concatenate(logits)
+            for key, chunks in parts.items():
+                chunks.append(data[key])
+    mine = {key: np.concatenate(chunks) for key, chunks in parts.items()}
+    every = {key: np.concatenate(list(v)) for key, v in distributed.gather(mine).items()}
+    order = np.argsort(every['index'], kind='stable')
+    if not np.array_equal(every['index'][order], np.arange(len(order))):
+        raise RuntimeError(f'{round_dir}: example indices repeat or leave gaps')
+    return every['pool_3'][order], every['logits'][order]
 
 
 def evaluate_checkpoint(ctx: EvalContext, name: str, overwrite: bool) -> dict:
@@ -208,11 +228,11 @@ def evaluate_checkpoint(ctx: EvalContext, name: str, overwrite: bool) -> dict:
     round_dir = os.path.join(eval_dir, name)
     report_json = os.path.join(eval_dir, f'report_{name}.json')
     report_npz = os.path.join(eval_dir, f'report_{name}.npz')
-    if jax.process_index() == 0:
-        if overwrite:
-            _remove_outputs(round_dir, report_json, report_npz)
-        os.makedirs(round_dir, exist_ok=True)
-        _remove_temporaries(round_dir)
+    if overwrite:
+        _remove_outputs(round_dir, report_json, report_npz)
+    os.makedirs(round_dir, exist_ok=True)
+    _remove_temporaries(round_dir)
+    distributed.barrier(f'eval:{name}:cleared')
     fp = fingerprint(ctx.config, name, ctx.weights_digest)
     if os.path.exists(report_json):
         return _existing_report(ctx, report_json, fp)
@@ -221,9 +241,9 @@ def evaluate_checkpoint(ctx: EvalContext, name: str, overwrite: bool) -> dict:
     if done:
         logging.info('eval %s: resuming, %d of %d rounds on disk', name, len(done), ctx.rounds)
     timing = _sample_missing(ctx, name, round_dir, todo, fp)
-    if jax.process_index() != 0:
-        return {}
     pool3, logits = load_round_features(round_dir, ctx.rounds)
+    if not distributed.is_main():
+        return {}
     if len(pool3) != ctx.num_samples:  # cannot happen with whole rounds; guard the invariant
         raise RuntimeError(f'{round_dir} holds {len(pool3)} samples, not {ctx.num_samples}')
     t_score = time.perf_counter()

@@ -36,7 +36,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from pds import checkpoints, outputs
+from pds import checkpoints, distributed, outputs
 from pds.errors import ConfigError
 from pds.losses import loss_from_config
 from pds.sde import sde_from_config
@@ -143,14 +143,19 @@ class SnapshotSampler:
     def __call__(self, variables, path: str) -> None:
         from pds.sampling import to_uint8
 
-        x = np.asarray(self.sampler(variables, self.precond, self.config.seed, 0))
-        if jax.process_index() == 0:
+        x = distributed.first_rows(self.sampler(variables, self.precond, self.config.seed, 0),
+                                   self.batch)
+        if distributed.is_main():
             images = to_uint8(x, self.config.data.centered)
             outputs.write_png(path, outputs.image_grid(images))
 
 
 # ------------------------------------------------------------------------------- the run
 def _clear_outputs(workdir: str, ckpts: TrainCheckpoints) -> None:
+    """``--overwrite``: process 0 deletes the earlier run's outputs; the others wait."""
+    if not distributed.is_main():
+        distributed.barrier('train:cleared')
+        return
     ckpts.clear()
     for name in ('checkpoints', SAMPLES_DIR, TENSORBOARD_DIR):
         path = os.path.join(workdir, name)
@@ -161,6 +166,7 @@ def _clear_outputs(workdir: str, ckpts: TrainCheckpoints) -> None:
     metrics = os.path.join(workdir, METRICS_FILE)
     if os.path.exists(metrics):
         os.remove(metrics)
+    distributed.barrier('train:cleared')
 
 
 def _check_fresh(workdir: str) -> None:
@@ -187,7 +193,8 @@ def _start_state(config, workdir, overwrite, mesh, tx, ckpts) -> tuple[TrainStat
     if int(meta.get('seed', config.seed)) != int(config.seed):
         raise ConfigError('seed', config.seed, f'the seed of the run being resumed '
                           f'({meta["seed"]}); pass --overwrite to start over')
-    truncate_metrics(os.path.join(workdir, METRICS_FILE), step)
+    if distributed.is_main():
+        truncate_metrics(os.path.join(workdir, METRICS_FILE), step)
     return state, model, step
 
 

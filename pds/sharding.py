@@ -18,8 +18,12 @@ DATA_AXIS = 'data'
 
 
 def data_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: every device of every process), ordered by
+    (process, device id): each process holds one contiguous block of the batch, the rows its
+    input pipeline reads (``pds.data.process_share``) and its output files hold."""
     devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+    ordered = sorted(devices, key=lambda d: (d.process_index, d.id))
+    return Mesh(np.asarray(ordered), (DATA_AXIS,))
 
 
 def check_batch(field: str, batch: int, mesh: Mesh) -> int:

@@ -31,6 +31,7 @@ import jax
 import numpy as np
 from absl import logging as absl_logging
 
+from pds import distributed
 from pds.checkpoints import _OrbaxInfoFilter
 from pds.errors import ConfigError
 
@@ -85,6 +86,7 @@ class TrainCheckpoints:
     def __init__(self, workdir: str):
         self.root = os.path.join(os.path.abspath(workdir), 'train_checkpoints')
         self.remove_unfinished()
+        distributed.barrier('train:unfinished-removed')  # before any process lists steps
 
     def remove_unfinished(self) -> list[str]:
         """Delete the folders of saves that never finalized (a run killed while saving).
