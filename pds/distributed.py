@@ -162,6 +162,23 @@ def gather(tree: Any) -> Any:
     return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree))
 
 
+def gather_rows(x: np.ndarray) -> np.ndarray:
+    """Every process's rows (lengths may differ) concatenated in process order."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    counts = gather(np.int64(len(x)))
+    pad = np.zeros((int(counts.max()) - len(x), *x.shape[1:]), x.dtype)
+    parts = gather(np.concatenate([x, pad]))
+    return np.concatenate([p[:c] for p, c in zip(parts, counts)])
+
+
+def share(n: int) -> slice:
+    """This process's contiguous share of n items (sizes differ by at most one)."""
+    bounds = np.linspace(0, n, jax.process_count() + 1).round().astype(int)
+    i = jax.process_index()
+    return slice(int(bounds[i]), int(bounds[i + 1]))
+
+
 def process_file(stem: str, k: int) -> str:
     """File name of round ``k``'s rows held by this process: ``<stem>_<k>.npz`` in a
     one-process job, ``<stem>_<k>_p<i>of<n>.npz`` otherwise (names never collide)."""

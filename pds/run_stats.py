@@ -17,6 +17,9 @@ writes into ``<workdir>/stats/``:
   ``evaluation.metrics.load_stats`` and as ``eval.ref_stats``; otherwise skipped with a note;
 - ``summary.json`` last (its presence marks a complete run).
 
+In a multi-process job every process loads the n images, each computes the Inception features
+of its share, and process 0 gathers them and writes every file.
+
 The masks are used with ``--config.sampling.pds.freq_mask=<workdir>/stats/freq_mask.npy``.
 """
 
@@ -28,7 +31,7 @@ import os
 
 import numpy as np
 
-from pds import masks, outputs
+from pds import distributed, masks, outputs
 from pds.data import load_images
 from pds.errors import ConfigError
 
@@ -72,9 +75,10 @@ def fid_reference(config, images: np.ndarray) -> tuple[dict | None, str]:
     if len(images) < 2:
         return None, 'FID statistics skipped: fewer than 2 images'
     params, _ = scoring.inception_params(config)
-    uint8 = np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
+    mine = images[distributed.share(len(images))]  # each process scores its share
+    uint8 = np.clip(np.round(mine * 255.0), 0, 255).astype(np.uint8)
     batch = int(config.eval.get('inception_batch_size', 50))
-    feats = scoring.image_features(params, uint8, batch)['pool_3']
+    feats = distributed.gather_rows(scoring.image_features(params, uint8, batch)['pool_3'])
     st = metrics.stats_from_features(feats, resize=RESIZE_POLICY)
     return ({'mu': st.mu, 'sigma': st.sigma, 'num_images': np.int64(st.num_images),
              'resize': np.array(st.resize), 'features': feats.astype(np.float32)},
@@ -105,6 +109,9 @@ def run(config, workdir: str, overwrite: bool = False, source: str | None = None
     outputs.claim_outputs(list(paths.values()), overwrite)
 
     images = load_images(config, n)
+    fid, note = fid_reference(config, images)  # Inception: every process scores its share
+    if not distributed.is_main():  # the statistics are cheap; process 0 writes them
+        return {}
     os.makedirs(out_dir, exist_ok=True)
     for name in ('fid_stats.npz', 'summary.json'):  # stale outputs of an earlier run
         if os.path.exists(paths[name]):
@@ -113,7 +120,6 @@ def run(config, workdir: str, overwrite: bool = False, source: str | None = None
     masks.save_mask(paths['space_mask.npy'], masks.space_statistic(images))
     spectrum = power_spectrum(images)
     outputs.write_npz(paths['spectrum.npz'], **spectrum)
-    fid, note = fid_reference(config, images)
     if fid is not None:
         outputs.write_npz(paths['fid_stats.npz'], **fid)
     logging.info('stats: %s', note)

@@ -132,3 +132,24 @@ def test_a_killed_process_stops_the_job(tmp_path, victim):
     assert re.search(r'another process probably stopped|stopped sending heartbeats',
                      survivor.stderr), survivor.stderr[-3000:]
     assert not (tmp_path / 'metrics.json').exists()  # nothing that looks complete
+
+
+def test_stats_2x2_processes_equals_1_process(tmp_path):
+    from tests.evaluation.test_eval_mode import random_weights
+
+    weights = tmp_path / 'inception.npz'
+    random_weights(weights)
+    args = [f'--config={ROOT}/configs/analytic/cifar10.py', '--mode=stats',
+            '--config.data.image_size=8', '--config.sampling.pds.num_stat_images=7',
+            '--config.eval.inception_batch_size=4', f'--config.eval.inception_weights={weights}']
+    job = run_job([*args, f'--workdir={tmp_path / "job"}'], processes=2, devices=2)
+    assert all(r.returncode == 0 for r in job), '\n'.join(r.explain() for r in job)
+    single = run_single([*args, f'--workdir={tmp_path / "one"}'], devices=2)
+    assert single.returncode == 0, single.explain()
+    a, b = tmp_path / 'one' / 'stats', tmp_path / 'job' / 'stats'
+    assert sorted(os.listdir(a)) == sorted(os.listdir(b))
+    for name in ('freq_mask.npy', 'space_mask.npy'):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    fa, fb = np.load(a / 'fid_stats.npz'), np.load(b / 'fid_stats.npz')
+    assert fa['features'].shape == fb['features'].shape == (7, 2048)  # 4 + 3 rows gathered
+    np.testing.assert_allclose(fa['features'], fb['features'], rtol=1e-4, atol=1e-5)
