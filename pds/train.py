@@ -34,10 +34,12 @@ the additions are the same on every mesh of the same G. ``grad_shards = 0`` (def
 G = n: one microbatch per device, no extra work, and bit-identical parameters on 1 x 4 and
 2 x 2 processes x devices; set G (e.g. 8) to compare meshes of 2, 4 and 8 devices bit for bit.
 
-A one-device mesh is the exception, on XLA:CPU at least: XLA compiles one-partition programs
-through a different pipeline than SPMD (n > 1) programs, with different algebraic rewrites
-(e.g. the softmax backward computes g * (1 / s) there but g / s under SPMD), so a one-device
-step agrees with an n-device step to float32 rounding (relative 1e-6), not bit for bit.
+Two XLA effects stay at float32 rounding (relative 1e-6), outside this code: a one-device
+mesh compiles through XLA's one-partition pipeline, with other algebraic rewrites than SPMD
+(n > 1) programs (e.g. the softmax backward computes g * (1 / s) there but g / s under SPMD);
+and XLA:CPU splits loop fusions into max(cores, CPU devices in the process) partitions, so
+1 x 4 and 2 x 2 processes x devices agree bit for bit only when the machine has >= 4 cores
+(``benchmarks/cpu_layout_check.py``).
 """
 
 from __future__ import annotations
