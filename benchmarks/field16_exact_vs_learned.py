@@ -166,20 +166,31 @@ def capped_exact_builder(kappa: float):
     return builder
 
 
-def score_band_errors(config, builder, variables, num: int) -> list[dict]:
-    """Relative error and gain of the learned score per band, on x0 + sigma z (x0 exact)."""
+def _probe(config, builder, variables, num: int, seed: int):
+    """(sde, learned score, exact score, rng, x0): both scores jitted, num exact samples x0
+    drawn first from ``default_rng(seed)``, which the caller keeps drawing from."""
     field = field_from_config(config)
     sde, _ = sampling_schedule(config)
     h = w = config.data.image_size
     learned = jax.jit(builder(sde, variables))
     exact = jax.jit(exact_score_fn(sde, field.variables(h, w)))
-    rng = np.random.default_rng(2**30 + 101)
-    x0 = field.sample(rng, num, h, w)
+    rng = np.random.default_rng(seed)
+    return sde, learned, exact, rng, field.sample(rng, num, h, w)
+
+
+def _time_of(sde, sigma: float) -> float:
+    """The VE time whose noise level is sigma."""
+    return float(np.log(sigma / sde.sigma_min) / np.log(sde.sigma_max / sde.sigma_min))
+
+
+def score_band_errors(config, builder, variables, num: int) -> list[dict]:
+    """Relative error and gain of the learned score per band, on x0 + sigma z (x0 exact)."""
+    sde, learned, exact, rng, x0 = _probe(config, builder, variables, num, 2**30 + 101)
+    h = w = config.data.image_size
     masks = band_masks(h, w)
     out = []
     for sigma in ERROR_SIGMAS:
-        t = np.log(sigma / sde.sigma_min) / np.log(sde.sigma_max / sde.sigma_min)
-        vec_t = jnp.full((num,), t, jnp.float32)
+        vec_t = jnp.full((num,), _time_of(sde, sigma), jnp.float32)
         x = jnp.asarray(x0 + sigma * rng.standard_normal(x0.shape), jnp.float32)
         a = np.fft.fft2(np.asarray(learned(x, vec_t), np.float64), axes=(1, 2), norm='ortho')
         b = np.fft.fft2(np.asarray(exact(x, vec_t), np.float64), axes=(1, 2), norm='ortho')
@@ -199,18 +210,11 @@ def score_scale_response(config, builder, variables, num: int) -> list[dict]:
     x = x0 + c sigma z (the state of an iterate that kept excess noise). The exact score is
     linear in x, so its norm grows with c; rms is ||s|| / sqrt(d) times sigma, and gain is
     <s_theta, s> / ||s||^2 (1 = the learned score removes the excess as the exact one does)."""
-    field = field_from_config(config)
-    sde, _ = sampling_schedule(config)
-    h = w = config.data.image_size
-    learned = jax.jit(builder(sde, variables))
-    exact = jax.jit(exact_score_fn(sde, field.variables(h, w)))
-    rng = np.random.default_rng(2**30 + 202)
-    x0 = field.sample(rng, num, h, w)
+    sde, learned, exact, rng, x0 = _probe(config, builder, variables, num, 2**30 + 202)
     z = rng.standard_normal(x0.shape)
     out = []
     for sigma in SCALE_SIGMAS:
-        t = np.log(sigma / sde.sigma_min) / np.log(sde.sigma_max / sde.sigma_min)
-        vec_t = jnp.full((num,), t, jnp.float32)
+        vec_t = jnp.full((num,), _time_of(sde, sigma), jnp.float32)
         for c in EXCESS:
             x = jnp.asarray(x0 + c * sigma * z, jnp.float32)
             a = np.asarray(learned(x, vec_t), np.float64)
