@@ -29,6 +29,7 @@ MODES = {
     'fid': 'pds.run_fid',
 }
 SOURCE_MODES = ('convert', 'fid', 'stats')  # modes whose run() takes ``source``
+ONE_PROCESS_MODES = ('convert', 'fid')  # host-side tools: run them without --distributed
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file.', lock_config=True)
@@ -64,11 +65,15 @@ def main(argv):
         distributed.initialize(launch_from_flags())
         if not distributed.is_main():
             logging.set_verbosity(logging.WARNING)  # logs and progress come from process 0
+        if FLAGS.mode in ONE_PROCESS_MODES and jax.process_count() > 1:
+            raise ConfigError('--mode', FLAGS.mode, 'sample, bench, train, stats or eval in a '
+                              'multi-process job (convert and fid are one-process tools: '
+                              'drop --distributed)')
         module = importlib.import_module(MODES[FLAGS.mode])
         extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
         module.run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite, **extra)
     except ConfigError as err:
-        distributed.abort(f'error: {err}', 2)
+        distributed.abort(f'error: {err}', 2, grace=30.0)
     except Exception as err:
         if jax.process_count() == 1:
             raise

@@ -15,15 +15,18 @@ On CPU the collectives run over gloo (TCP), so several processes on one machine 
 (the tests' 2 processes x 2 devices). Failure handling: the coordination service declares a
 process dead after ``--heartbeat_timeout`` seconds without heartbeats and terminates the others
 with a message naming it; a process that stops on a Python error leaves at once
-(:func:`abort`) instead of waiting at JAX's shutdown barrier, so the others stop within the
-heartbeat timeout rather than hang; :func:`barrier` waits at most ``timeout`` seconds.
+(:func:`abort`; after an input error it first gives the others a few seconds to shut down
+alike) instead of waiting at JAX's shutdown barrier, so the others stop within the heartbeat
+timeout rather than hang; :func:`barrier` waits at most ``timeout`` seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
+import threading
 from typing import Any
 
 import jax
@@ -99,15 +102,26 @@ def is_main() -> bool:
     return jax.process_index() == 0
 
 
-def abort(message: str, code: int) -> None:
-    """Print ``message`` and leave now. In a multi-process job, skip JAX's shutdown barrier
-    (it would wait for the other processes, which may be blocked in a collective with this
-    one); the coordination service then stops the others after the heartbeat timeout."""
+def abort(message: str, code: int, grace: float = 0.0) -> None:
+    """Print ``message`` and leave with ``code``.
+
+    In a multi-process job, never wait unboundedly at JAX's shutdown barrier (the other
+    processes may be blocked in a collective with this one): with ``grace`` > 0 (input errors,
+    which every process usually meets alike) wait at most ``grace`` seconds for the others to
+    shut down too, so that each prints its own message; then leave at once. The coordination
+    service stops any process still running within the heartbeat timeout.
+    """
     prefix = f'[process {jax.process_index()}] ' if _multi() else ''
     print(f'{prefix}{message}', file=sys.stderr, flush=True)
-    if _multi():
-        os._exit(code)
-    sys.exit(code)
+    if not _multi():
+        sys.exit(code)
+    if grace > 0:
+        watchdog = threading.Timer(grace, os._exit, (code,))
+        watchdog.daemon = True
+        watchdog.start()
+        with contextlib.suppress(Exception):
+            jax.distributed.shutdown()
+    os._exit(code)
 
 
 def _multi() -> bool:

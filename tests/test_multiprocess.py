@@ -159,3 +159,12 @@ def test_stats_2x2_processes_equals_1_process(tmp_path):
     fa, fb = np.load(a / 'fid_stats.npz'), np.load(b / 'fid_stats.npz')
     assert fa['features'].shape == fb['features'].shape == (7, 2048)  # 4 + 3 rows gathered
     np.testing.assert_allclose(fa['features'], fb['features'], rtol=1e-4, atol=1e-5)
+
+
+def test_one_process_tools_refuse_a_multi_process_job(tmp_path):
+    job = run_job([f'--config={ROOT}/configs/analytic/cifar10.py', '--mode=fid',
+                   f'--workdir={tmp_path}', f'--source={tmp_path}'], processes=2, devices=1,
+                  timeout=300)
+    for r in job:
+        assert r.returncode == 2, r.explain()
+        assert "invalid --mode='fid'" in r.stderr.strip().splitlines()[-1], r.explain()
