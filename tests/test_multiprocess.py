@@ -113,6 +113,17 @@ def test_training_2x2_processes_equals_1_process(tmp_path):
     losses = [[m['loss'] for m in _metrics(tmp_path / d) if 'loss' in m]
               for d in ('job', 'two', 'four')]
     assert losses[0] == losses[1] == losses[2] and len(losses[0]) == 2  # process 0 wrote once
+    # resume both to step 6: the job restores its orbax checkpoint on every process and each
+    # process reads on from its own data position
+    more = ['--config.training.n_iters=6', '--config.training.snapshot_freq=2']
+    job = run_job([*args, f'--workdir={tmp_path / "job"}', *more], processes=2, devices=2)
+    assert all(r.returncode == 0 for r in job), '\n'.join(r.explain() for r in job)
+    assert 'training from step 4 to 6' in job[0].stderr, job[0].explain()
+    single = run_single([*args, f'--workdir={tmp_path / "two"}', *more,
+                         '--config.training.grad_shards=4'], devices=2)
+    assert single.returncode == 0, single.explain()
+    for x, y in zip(_variables(tmp_path / 'job', 6), _variables(tmp_path / 'two', 6)):
+        np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.parametrize('victim', [1, 0])
