@@ -52,7 +52,7 @@ from evaluation.inception import RESIZE_POLICY
 from pds import distributed, outputs, scoring
 from pds.errors import ConfigError
 from pds.experiment import Experiment, experiment_from_config
-from pds.run_sample import Round, sample_rounds, sampler_summary
+from pds.run_sample import CompiledSampler, Round, compile_sampler, sample_rounds, sampler_summary
 from pds.sampling import SamplerSpec, spec_from_config, to_uint8
 from pds.sharding import check_batch, data_mesh
 
@@ -73,6 +73,7 @@ class EvalContext:
     ref: scoring.Reference | None
     num_samples: int
     batch_size: int
+    compiled: CompiledSampler | None = None  # one compiled sampler serves every checkpoint
 
     @property
     def rounds(self) -> int:
@@ -197,9 +198,12 @@ def _sample_missing(ctx: EvalContext, name: str, round_dir: str, todo: list[int]
                           fingerprint=np.array(fp))
         timing['inception_seconds'] += time.perf_counter() - t0
 
-    res = sample_rounds(_experiment_for(ctx, name), ctx.spec, ctx.config, ctx.num_samples,
-                        ctx.batch_size, on_round, desc=f'eval {name}', only=set(todo))
-    timing['compile_seconds'] = res.compile_seconds
+    exp = _experiment_for(ctx, name)
+    if ctx.compiled is None:
+        ctx.compiled = compile_sampler(exp, ctx.spec, ctx.config, ctx.batch_size, data_mesh())
+        timing['compile_seconds'] = ctx.compiled.compile_seconds
+    res = sample_rounds(exp, ctx.spec, ctx.config, ctx.num_samples, ctx.batch_size, on_round,
+                        desc=f'eval {name}', only=set(todo), compiled=ctx.compiled)
     # sample_rounds' clock includes on_round; report the sampler's share alone.
     timing['sampling_seconds'] = max(0.0, res.sampling_seconds - timing['inception_seconds'])
     return timing
@@ -304,4 +308,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict[str, dict]:
     exp = experiment_from_config(config, workdir)
     spec = spec_from_config(config, exp.sde)
     ctx = EvalContext(config, workdir, exp, spec, params, digest, ref, num, batch)
-    return {name: evaluate_checkpoint(ctx, name, overwrite) for name in names}
+    reports = {name: evaluate_checkpoint(ctx, name, overwrite) for name in names}
+    if ctx.compiled is not None:
+        ctx.compiled.bar.close()
+    return reports

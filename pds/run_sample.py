@@ -31,7 +31,7 @@ from pds import distributed, outputs
 from pds.errors import ConfigError
 from pds.experiment import Experiment, experiment_from_config
 from pds.progress import IterationBar, round_bar
-from pds.sampling import SamplerSpec, build_sampler, spec_from_config, to_uint8
+from pds.sampling import Sampler, SamplerSpec, build_sampler, spec_from_config, to_uint8
 from pds.sharding import data_mesh, replicate
 
 GRID_IMAGES = 64
@@ -68,25 +68,29 @@ def count_rounds(num_samples, batch_size) -> int:
 
 def sample_rounds(exp: Experiment, spec: SamplerSpec, config, num_samples: int,
                   batch_size: int, on_round: Callable[[Round], None] | None = None,
-                  desc: str = 'sampling', only: Collection[int] | None = None) -> RunResult:
+                  desc: str = 'sampling', only: Collection[int] | None = None,
+                  compiled: CompiledSampler | None = None) -> RunResult:
     """Sample ``num_samples`` in rounds; ``on_round(round)`` gets each round on every process.
 
     Round k covers global example indices [k B, (k + 1) B), so samples do not depend on the
     device or process count, and a round can be drawn on its own: ``only`` (default: all)
     names the rounds to draw (resuming runs skip the rest). Streams: only one round is in
-    host memory at a time, and each process fetches only its own rows.
+    host memory at a time, and each process fetches only its own rows. ``compiled`` (from
+    :func:`compile_sampler`; built here when None) lets runs that differ only in
+    ``exp.variables`` share one compiled sampler (``compile_seconds`` is then 0).
     """
     todo = [k for k in range(count_rounds(num_samples, batch_size))
             if only is None or k in only]
     mesh = data_mesh()
     main = distributed.is_main()
-    bar = IterationBar(exp.grid.num_steps, desc, enabled=main)
-    sampler = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch_size,
-                            mesh, spec, progress=bar,
-                            progress_every=int(config.sampling.progress_every))
+    own = compiled is None
+    if own:
+        compiled = compile_sampler(exp, spec, config, batch_size, mesh, desc)
+    sampler, bar = compiled.sampler, compiled.bar
+    bar.bar.set_description(desc)
     variables = replicate(exp.variables, mesh)
     precond = replicate(exp.precond, mesh)
-    compile_s = sampler.compile(variables, precond)
+    compile_s = compiled.compile_seconds if own else 0.0
     moments = None
     if exp.field is not None:
         h, w, c = exp.image_shape
@@ -107,9 +111,30 @@ def sample_rounds(exp: Experiment, spec: SamplerSpec, config, num_samples: int,
             if on_round is not None:
                 on_round(r)
             rbar.update(1)
-    bar.close()
+    if own:
+        bar.close()
     return RunResult(sampler.nfe, exp.grid.num_steps, compile_s, time.perf_counter() - t0,
                      num_samples, _sum_over_processes(moments))
+
+
+@dataclasses.dataclass
+class CompiledSampler:
+    """A sampler compiled for one (SDE, grid, score model, shape, batch, spec) and its
+    iteration bar; any variables of the same shapes run on it."""
+
+    sampler: Sampler
+    bar: IterationBar
+    compile_seconds: float
+
+
+def compile_sampler(exp: Experiment, spec: SamplerSpec, config, batch_size: int, mesh,
+                    desc: str = 'sampling') -> CompiledSampler:
+    bar = IterationBar(exp.grid.num_steps, desc, enabled=distributed.is_main())
+    sampler = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch_size,
+                            mesh, spec, progress=bar,
+                            progress_every=int(config.sampling.progress_every))
+    seconds = sampler.compile(replicate(exp.variables, mesh), replicate(exp.precond, mesh))
+    return CompiledSampler(sampler, bar, seconds)
 
 
 def _sum_over_processes(m: FourierMoments | None) -> FourierMoments | None:

@@ -315,3 +315,44 @@ def test_checkpoint_selection(monkeypatch, tmp_path):
     assert names(5, 10) == ['5', '10'] and names(0, 5) == ['5']
     with pytest.raises(ConfigError, match=r'eval.begin_ckpt=11.*\[5, 10, 20\]'):
         names(11, 19)
+
+
+def test_checkpoints_share_one_compiled_sampler(files, tmp_path):
+    """Two network checkpoints in one eval: the sampler compiles once, and the second
+    checkpoint's samples equal those of an eval of that checkpoint alone."""
+    import jax
+
+    from models.registry import init_variables
+    from pds.checkpoints import save_variables
+    from tests.pds.train_driver import tiny_config
+
+    def config_for(begin):
+        config = tiny_config()
+        for key, value in {**SETTINGS, 'eval.inception_weights': files['weights'],
+                           'eval.ref_stats': files['ref'], 'eval.begin_ckpt': begin}.items():
+            section, leaf = key.split('.', 1)
+            node = config[section]
+            *path, leaf = leaf.split('.')
+            for p in path:
+                node = node[p]
+            node[leaf] = value
+        return config
+
+    both, alone = tmp_path / 'both', tmp_path / 'alone'
+    for workdir in (both, alone):
+        for step in (1, 2):
+            variables = jax.tree_util.tree_map(
+                np.asarray, init_variables(config_for(0), jax.random.key(step)))
+            save_variables(str(workdir / 'checkpoints'), variables, step)
+    reports = run_eval.run(config_for(0), str(both))
+    assert sorted(reports) == ['1', '2']
+    assert reports['1']['timing']['compile_seconds'] > 0
+    assert reports['2']['timing']['compile_seconds'] == 0
+    single = run_eval.run(config_for(-1), str(alone))['2']  # newest only: compiles afresh
+    assert single['timing']['compile_seconds'] > 0
+    for k in range(NUM // BATCH):
+        a = np.load(both / 'eval' / '2' / f'round_{k}.npz')['samples']
+        b = np.load(alone / 'eval' / '2' / f'round_{k}.npz')['samples']
+        np.testing.assert_array_equal(a, b)
+    c = np.load(both / 'eval' / '1' / 'round_0.npz')['samples']
+    assert not np.array_equal(c, np.load(both / 'eval' / '2' / 'round_0.npz')['samples'])
