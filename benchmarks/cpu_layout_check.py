@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,13 +60,9 @@ def worker(processes: int, pid: int, port: int, out: str) -> None:
                        'affinity': len(os.sched_getaffinity(0))}, f)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('localhost', 0))
-        return s.getsockname()[1]
-
-
 def run_layout(processes: int, out: str) -> None:
+    from tests.multiprocess import free_port
+
     port = free_port()
     env = dict(os.environ, JAX_PLATFORMS='cpu')
     env.pop('XLA_FLAGS', None)

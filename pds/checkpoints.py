@@ -47,21 +47,30 @@ class _OrbaxInfoFilter(logging.Filter):
 
 
 @contextlib.contextmanager
-def _manager(ckpt_dir: str, create: bool) -> Iterator[Any]:
-    """An orbax CheckpointManager for the store (synchronous saves), closed on exit."""
+def orbax_manager(directory: str, arrays: str, create: bool, max_to_keep: int | None = None
+                  ) -> Iterator[Any]:
+    """An orbax CheckpointManager over ``directory`` (synchronous saves, orbax's INFO chatter
+    muted), each step holding a PyTree item ``arrays`` and a JSON item 'meta'; closed on exit.
+    """
     ocp = _ocp()
     quiet = _OrbaxInfoFilter()
     absl_logger = logging.getLogger('absl')
     absl_logger.addFilter(quiet)
     try:
-        options = ocp.CheckpointManagerOptions(create=create, enable_async_checkpointing=False)
-        handlers = {'variables': ocp.StandardCheckpointHandler(),
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
+                                               enable_async_checkpointing=False)
+        handlers = {arrays: ocp.StandardCheckpointHandler(),
                     'meta': ocp.JsonCheckpointHandler()}
-        with ocp.CheckpointManager(os.path.abspath(ckpt_dir), options=options,
+        with ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                    item_handlers=handlers) as manager:
             yield manager
     finally:
         absl_logger.removeFilter(quiet)
+
+
+def _manager(ckpt_dir: str, create: bool):
+    """The sampling store's manager (item 'variables')."""
+    return orbax_manager(ckpt_dir, 'variables', create)
 
 
 def stored_steps(ckpt_dir: str) -> list[int]:

@@ -32,7 +32,7 @@ from pds.errors import ConfigError
 from pds.experiment import Experiment, experiment_from_config
 from pds.progress import IterationBar, round_bar
 from pds.sampling import Sampler, SamplerSpec, build_sampler, spec_from_config, to_uint8
-from pds.sharding import data_mesh, replicate
+from pds.sharding import data_mesh, replicate, replicated
 
 GRID_IMAGES = 64
 
@@ -133,7 +133,9 @@ def compile_sampler(exp: Experiment, spec: SamplerSpec, config, batch_size: int,
     sampler = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch_size,
                             mesh, spec, progress=bar,
                             progress_every=int(config.sampling.progress_every))
-    seconds = sampler.compile(replicate(exp.variables, mesh), replicate(exp.precond, mesh))
+    shapes = lambda tree: jax.tree_util.tree_map(  # compiled from shapes: nothing is copied
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated(mesh)), tree)
+    seconds = sampler.compile(shapes(exp.variables), shapes(exp.precond))
     return CompiledSampler(sampler, bar, seconds)
 
 

@@ -20,11 +20,8 @@ falls back to the next older one, with a warning.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -32,7 +29,7 @@ import numpy as np
 from absl import logging as absl_logging
 
 from pds import distributed
-from pds.checkpoints import _OrbaxInfoFilter
+from pds.checkpoints import orbax_manager
 from pds.errors import ConfigError
 
 KINDS = ('snapshots', 'preemption')
@@ -62,22 +59,9 @@ def unflatten_state(template: Any, leaves: dict[str, Any]) -> Any:
                                                   for i in range(treedef.num_leaves)])
 
 
-@contextlib.contextmanager
-def _manager(directory: str, max_to_keep: int | None, create: bool) -> Iterator[Any]:
-    ocp = _ocp()
-    quiet = _OrbaxInfoFilter()
-    absl_logger = logging.getLogger('absl')
-    absl_logger.addFilter(quiet)
-    try:
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=create, enable_async_checkpointing=False)
-        handlers = {'state': ocp.StandardCheckpointHandler(),
-                    'meta': ocp.JsonCheckpointHandler()}
-        with ocp.CheckpointManager(os.path.abspath(directory), options=options,
-                                   item_handlers=handlers) as manager:
-            yield manager
-    finally:
-        absl_logger.removeFilter(quiet)
+def _manager(directory: str, max_to_keep: int | None, create: bool):
+    """A training-checkpoint manager (item 'state')."""
+    return orbax_manager(directory, 'state', create, max_to_keep)
 
 
 class TrainCheckpoints:

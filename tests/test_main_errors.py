@@ -22,12 +22,7 @@ def small_config(**overrides):
     config.eval.num_samples = 2
     config.sampling.steps = 3
     config.sampling.pds.num_stat_images = 8
-    for key, value in overrides.items():
-        node = config
-        *path, leaf = key.split('.')
-        for p in path:
-            node = node[p]
-        node[leaf] = value
+    config.update_from_flattened_dict(overrides)
     return config
 
 

@@ -92,14 +92,8 @@ def files(tmp_path_factory):
 
 def make_config(files, **overrides):
     config = cifar10.get_config()
-    values = {**SETTINGS, 'eval.inception_weights': files['weights'],
-              'eval.ref_stats': files['ref'], **overrides}
-    for key, value in values.items():
-        node = config
-        *path, leaf = key.split('.')
-        for p in path:
-            node = node[p]
-        node[leaf] = value
+    config.update_from_flattened_dict({**SETTINGS, 'eval.inception_weights': files['weights'],
+                                       'eval.ref_stats': files['ref'], **overrides})
     return config
 
 
@@ -328,14 +322,9 @@ def test_checkpoints_share_one_compiled_sampler(files, tmp_path):
 
     def config_for(begin):
         config = tiny_config()
-        for key, value in {**SETTINGS, 'eval.inception_weights': files['weights'],
-                           'eval.ref_stats': files['ref'], 'eval.begin_ckpt': begin}.items():
-            section, leaf = key.split('.', 1)
-            node = config[section]
-            *path, leaf = leaf.split('.')
-            for p in path:
-                node = node[p]
-            node[leaf] = value
+        config.update_from_flattened_dict({**SETTINGS, 'eval.begin_ckpt': begin,
+                                           'eval.inception_weights': files['weights'],
+                                           'eval.ref_stats': files['ref']})
         return config
 
     both, alone = tmp_path / 'both', tmp_path / 'alone'
