@@ -4,7 +4,7 @@ Config overrides follow ml_collections: ``--config.sampling.steps=66``. Bad inpu
 code 2 and one line on stderr naming the field, the value and what is allowed.
 
 Multi-process jobs (TPU pod slices, GPU clusters, several processes on one machine): run the
-same command on every process with ``--distributed`` (see ``pds/distributed.py`` and the
+same command on every process with ``--distributed`` (see ``pds/runtime/distributed.py`` and the
 README's "Multi-host runs").
 """
 
@@ -15,18 +15,18 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pds import distributed
-from pds.distributed import Launch
-from pds.errors import ConfigError
+from pds.runtime import distributed
+from pds.runtime.distributed import Launch
+from pds.runtime.errors import ConfigError
 
 MODES = {
-    'sample': 'pds.run_sample',
-    'bench': 'pds.run_bench',
-    'convert': 'pds.run_convert',
-    'train': 'pds.run_train',
-    'stats': 'pds.run_stats',
-    'eval': 'pds.run_eval',
-    'fid': 'pds.run_fid',
+    'sample': 'pds.modes.sample',
+    'bench': 'pds.modes.bench',
+    'convert': 'pds.modes.convert',
+    'train': 'pds.modes.train',
+    'stats': 'pds.modes.stats',
+    'eval': 'pds.modes.eval',
+    'fid': 'pds.modes.fid',
 }
 SOURCE_MODES = ('convert', 'fid', 'stats')  # modes whose run() takes ``source``
 ONE_PROCESS_MODES = ('convert', 'fid')  # host-side tools: run them without --distributed

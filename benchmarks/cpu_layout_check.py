@@ -22,7 +22,7 @@ import tempfile
 def worker(processes: int, pid: int, port: int, out: str) -> None:
     import jax
 
-    from pds import distributed
+    from pds.runtime import distributed
 
     launch = distributed.Launch(processes > 1, f'localhost:{port}', processes, pid,
                                 4 // processes, 30, 120)
@@ -32,10 +32,10 @@ def worker(processes: int, pid: int, port: int, out: str) -> None:
     from jax.sharding import PartitionSpec as P
 
     from models.registry import create_model, init_variables
-    from pds import losses, train
-    from pds.sde import sde_from_config
-    from pds.sharding import data_mesh, replicate
-    from tests.pds.train_driver import tiny_config
+    from pds.method.sde import sde_from_config
+    from pds.runtime.mesh import data_mesh, replicate
+    from pds.training import losses, train
+    from tests.pds.training.train_driver import tiny_config
 
     config = tiny_config()
     model, sde = create_model(config), sde_from_config(config)

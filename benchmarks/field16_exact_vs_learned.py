@@ -5,7 +5,7 @@ Not run in CI. ``PYTHONPATH=. python benchmarks/field16_exact_vs_learned.py``
 ``benchmarks/train_gaussian_field.py`` in ``--learned-workdir``).
 
 1. The bench of ``configs/analytic/field_16.py``: the exact score under the sampler settings,
-   ladder and sample count of the trained-network bench (``pds.run_bench``, the same code as
+   ladder and sample count of the trained-network bench (``pds.modes.bench``, the same code as
    ``--mode=bench``), next to the learned-score rows of
    ``benchmarks/results/train_gaussian_field_bench.csv``.
 2. A trace of one sampling run per (score, method) at ``--trace-iterations`` (20): the same
@@ -40,15 +40,15 @@ import numpy as np
 
 from configs.analytic.field_16 import get_config as exact_config
 from configs.ve.gaussian_field_16_ncsnpp_small import get_config as learned_config
-from models.gaussian_field import exact_score_fn, field_from_config
-from pds import run_bench
-from pds.correctors import get_corrector
-from pds.experiment import image_shape, preconditioner_from_config, score_model_from_config
-from pds.precondition import apply_noise
-from pds.predictors import get_predictor
-from pds.sampling import PRIOR_TAG, draw, example_keys, spec_from_config
-from pds.schedule import sampling_schedule
-from pds.steps import StepEnv, per_example_norm
+from pds.analytic.gaussian_field import exact_score_fn, field_from_config
+from pds.method.precondition import apply_noise
+from pds.modes import bench as bench_mode
+from pds.modes.experiment import image_shape, preconditioner_from_config, score_model_from_config
+from pds.sampling.context import StepEnv, per_example_norm
+from pds.sampling.correctors import get_corrector
+from pds.sampling.grid import sampling_schedule
+from pds.sampling.predictors import get_predictor
+from pds.sampling.sampler import PRIOR_TAG, draw, example_keys, spec_from_config
 
 LEARNED_CSV = 'benchmarks/results/train_gaussian_field_bench.csv'
 OUT = 'benchmarks/results/field16_exact_bench.json'
@@ -92,7 +92,7 @@ def frechet_to(x, field, sigma: float) -> float:
 
 
 def bench_exact(workdir: str) -> list[dict]:
-    return run_bench.run(exact_config(), workdir, overwrite=True)
+    return bench_mode.run(exact_config(), workdir, overwrite=True)
 
 
 def read_learned_rows(path: str) -> list[dict]:

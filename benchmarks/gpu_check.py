@@ -24,11 +24,11 @@ import jax
 import numpy as np
 
 from configs.ve import ffhq_256_ncsnpp_continuous, ffhq_ncsnpp_continuous
-from pds import masks
-from pds.experiment import experiment_from_config
-from pds.precondition import Preconditioner, apply_drift, apply_noise, make_preconditioner
-from pds.sampling import build_sampler, spec_from_config
-from pds.sharding import data_mesh, replicate
+from pds.method import masks
+from pds.method.precondition import Preconditioner, apply_drift, apply_noise, make_preconditioner
+from pds.modes.experiment import experiment_from_config
+from pds.runtime.mesh import data_mesh, replicate
+from pds.sampling.sampler import build_sampler, spec_from_config
 
 CASES = (('ffhq_256', ffhq_256_ncsnpp_continuous, 8), ('ffhq_1024', ffhq_ncsnpp_continuous, 2))
 

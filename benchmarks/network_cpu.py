@@ -19,10 +19,10 @@ import jax
 
 from benchmarks.gpu_check import random_pds, timed
 from configs.ve import cifar10_ncsnpp_continuous, ffhq_256_ncsnpp_continuous
-from pds.experiment import experiment_from_config
-from pds.precondition import Preconditioner, apply_drift, apply_noise
-from pds.sampling import build_sampler, spec_from_config
-from pds.sharding import data_mesh, replicate
+from pds.method.precondition import Preconditioner, apply_drift, apply_noise
+from pds.modes.experiment import experiment_from_config
+from pds.runtime.mesh import data_mesh, replicate
+from pds.sampling.sampler import build_sampler, spec_from_config
 
 CONFIGS = {'cifar10': cifar10_ncsnpp_continuous, 'ffhq_256': ffhq_256_ncsnpp_continuous}
 

@@ -1,7 +1,7 @@
 """PDS cost at 1024 x 1024 (configs/analytic/ffhq_1024.py), measured as ratios in one run.
 
 1. Sampler: seconds per iteration with and without PDS (exact Gaussian-field score).
-2. Preconditioner alone: our rfft2 path (pds.precondition) against a direct port of the
+2. Preconditioner alone: our rfft2 path (pds.method.precondition) against a direct port of the
    reference's complex formulation (four complex FFTs for the drift, two for the noise),
    with the frequency mask alone and with frequency and space masks.
 
@@ -21,16 +21,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.analytic import ffhq_1024
-from pds.experiment import experiment_from_config, pds_gains
-from pds.precondition import (
+from pds.method.precondition import (
     apply_drift,
     apply_noise,
     drift_complex,
     make_preconditioner,
     noise_complex,
 )
-from pds.sampling import build_sampler, spec_from_config
-from pds.sharding import data_mesh, replicate
+from pds.modes.experiment import experiment_from_config, pds_gains
+from pds.runtime.mesh import data_mesh, replicate
+from pds.sampling.sampler import build_sampler, spec_from_config
 
 
 def best_of(fn, repeats: int) -> float:

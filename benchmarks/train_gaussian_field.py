@@ -5,14 +5,14 @@ Not run in CI. ``PYTHONPATH=. python benchmarks/train_gaussian_field.py [--steps
 1. Trains ``configs/ve/gaussian_field_16_ncsnpp_small.py`` (``--mode=train``) in
    ``runs/train_gaussian_field``, exporting the EMA parameters every ``--every`` steps.
 2. The curve: at every export, the relative error of the learned score against the exact
-   score of the field (``models.gaussian_field.exact_score_fn``) on held-out noisy samples
+   score of the field (``pds.analytic.gaussian_field.exact_score_fn``) on held-out noisy samples
    x = x0 + sigma z (x0 exact field samples, a seed training never uses), per noise level:
 
        err(sigma) = sqrt( sum_b ||s_theta(x_b, t) - s(x_b, t)||^2 / sum_b ||s(x_b, t)||^2 ).
 
 3. Samples of the final model, baseline and PDS (same seed and noise draws), at each
    iteration count of ``--iterations`` (40 by default), scored with the exact Frechet
-   distance to the field (``evaluation/gaussian_fd.py``), with its noise floor.
+   distance to the field (``pds/analytic/fd.py``), with its noise floor.
 
 Writes ``benchmarks/results/train_gaussian_field.json``.
 """
@@ -30,16 +30,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs.ve.gaussian_field_16_ncsnpp_small import get_config
-from evaluation.gaussian_fd import frechet_distance, noise_floor
-from models.gaussian_field import exact_score_fn, field_from_config
 from models.registry import create_model
-from models.score import get_score_fn
-from pds import run_train
-from pds.checkpoints import restore_variables, stored_steps
-from pds.experiment import experiment_from_config
-from pds.run_sample import sample_rounds
-from pds.sampling import spec_from_config
-from pds.sde import sde_from_config
+from pds.analytic.fd import frechet_distance, noise_floor
+from pds.analytic.gaussian_field import exact_score_fn, field_from_config
+from pds.method.score import get_score_fn
+from pds.method.sde import sde_from_config
+from pds.modes import train as train_mode
+from pds.modes.experiment import experiment_from_config
+from pds.modes.sample import sample_rounds
+from pds.sampling.sampler import spec_from_config
+from pds.storage.sampling_checkpoints import restore_variables, stored_steps
 
 SIGMAS = (0.02, 0.1, 0.5, 2.0, 10.0)
 HELD_OUT_SEED = 2**30 + 17
@@ -95,7 +95,7 @@ def main() -> None:
     config.training.snapshot_freq = args.every
     config.training.snapshot_freq_for_preemption = args.every
     t0 = time.perf_counter()
-    last = run_train.run(config, args.workdir, overwrite=True)
+    last = train_mode.run(config, args.workdir, overwrite=True)
     train_seconds = time.perf_counter() - t0
     print(f'trained {args.steps} steps in {train_seconds:.0f} s: {last}', flush=True)
 
@@ -116,7 +116,7 @@ def main() -> None:
         row['pds_over_baseline'] = row['pds'] / row['none']
         fds.append(row)
         print(row, flush=True)
-    with open(os.path.join(args.workdir, run_train.METRICS_FILE)) as f:
+    with open(os.path.join(args.workdir, train_mode.METRICS_FILE)) as f:
         metrics = [json.loads(line) for line in f]
     rates = [m['steps_per_sec'] for m in metrics if 'steps_per_sec' in m][1:]
     result = {

@@ -1,5 +1,5 @@
 """Training-step throughput of CIFAR-10 NCSN++ (score_sde's config) on one accelerator, and
-the cost of the fixed-order microbatched gradient (``training.grad_shards``, pds/train.py).
+the cost of the fixed-order microbatched gradient (``training.grad_shards``, pds/training/train.py).
 
 For each G in ``--shards`` it builds the compiled training step (batch 128, ``n_jitted_steps``
 steps per call, random data, Adam + EMA as score_sde) and records the compile time, the
@@ -27,9 +27,9 @@ def run_case(shards: int, batch: int, jitted: int, repeats: int, tiny: bool) -> 
     from jax.sharding import PartitionSpec as P
 
     from configs.ve import cifar10_ncsnpp_continuous
-    from pds import losses, train
-    from pds.sde import sde_from_config
-    from pds.sharding import DATA_AXIS, data_mesh, replicate
+    from pds.method.sde import sde_from_config
+    from pds.runtime.mesh import DATA_AXIS, data_mesh, replicate
+    from pds.training import losses, train
 
     config = cifar10_ncsnpp_continuous.get_config()
     if tiny:

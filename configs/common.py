@@ -42,10 +42,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     training.likelihood_weighting = False
     training.continuous = True
     training.n_jitted_steps = 5
-    training.grad_shards = 0  # gradient microbatches, fixed-order sum (pds/train.py); 0: auto
+    # gradient microbatches, fixed-order sum (pds/training/train.py); 0: auto
+    training.grad_shards = 0
     training.reduce_mean = False
     training.sde = 'vesde'
-    training.tensorboard = True  # TensorBoard event files (pds/summaries.py)
+    training.tensorboard = True  # TensorBoard event files (pds/storage/summaries.py)
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.method = 'pc'
@@ -93,9 +94,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     data.centered = False
     data.uniform_dequantization = False
     data.num_channels = 3
-    # Input sources (pds/data.py): a folder or .npz/.npy for dataset 'folder' / 'npz' (and a
-    # prepared FFHQ / CelebAHQ), the LSUN category, score_sde's FFHQ / CelebAHQ TFRecords,
-    # and the TFDS data directory ('' = TFDS's default; download only if tfds_download).
+    # Input sources (pds/data/pipelines.py): a folder or .npz/.npy for dataset 'folder' /
+    # 'npz' (and a prepared FFHQ / CelebAHQ), the LSUN category, score_sde's FFHQ / CelebAHQ
+    # TFRecords, and the TFDS data directory ('' = TFDS's default; download only if tfds_download).
     data.path = ''
     data.category = ''
     data.tfrecords_path = ''

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from configs.analytic import cifar10
-from pds import run_sample
-from pds.errors import ConfigError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from pds.modes import sample as sample_mode
+from pds.runtime.errors import ConfigError
+from tests.paths import ROOT
 
 
 def small_config(**overrides):
@@ -42,7 +41,7 @@ CASES = [
 @pytest.mark.parametrize('overrides,field,allowed', CASES)
 def test_config_errors(tmp_path, overrides, field, allowed):
     with pytest.raises(ConfigError) as err:
-        run_sample.run(small_config(**overrides), str(tmp_path))
+        sample_mode.run(small_config(**overrides), str(tmp_path))
     msg = str(err.value)
     assert field in msg and allowed in msg and '\n' not in msg
     assert not (tmp_path / 'metrics.json').exists()
@@ -52,21 +51,21 @@ def test_mask_shape_mismatch(tmp_path):
     path = tmp_path / 'mask.npy'
     np.save(path, np.ones((3, 16, 16), np.float32))
     with pytest.raises(ConfigError, match=r'sampling.pds.space_mask.*\(3, 8, 8\).*\(3, 16, 16\)'):
-        run_sample.run(small_config(**{'sampling.pds.space_mask': str(path)}), str(tmp_path))
+        sample_mode.run(small_config(**{'sampling.pds.space_mask': str(path)}), str(tmp_path))
 
 
 def test_unwritable_workdir(tmp_path):
     blocker = tmp_path / 'file'
     blocker.write_text('x')
     with pytest.raises(ConfigError, match='--workdir'):
-        run_sample.run(small_config(), str(blocker / 'sub'))
+        sample_mode.run(small_config(), str(blocker / 'sub'))
 
 
 def test_existing_outputs_are_kept(tmp_path):
-    run_sample.run(small_config(), str(tmp_path))
+    sample_mode.run(small_config(), str(tmp_path))
     before = (tmp_path / 'samples' / 'samples_0.npz').read_bytes()
     with pytest.raises(ConfigError, match='--overwrite'):
-        run_sample.run(small_config(), str(tmp_path))
+        sample_mode.run(small_config(), str(tmp_path))
     assert (tmp_path / 'samples' / 'samples_0.npz').read_bytes() == before
 
 
@@ -113,9 +112,9 @@ def test_sample_mode_outputs(tmp_path):
 
 
 def test_bench_needs_the_gaussian_field(tmp_path):
-    from pds import run_bench
+    from pds.modes import bench as bench_mode
 
     config = small_config(**{'data.dataset': 'CIFAR10'})
     with pytest.raises(ConfigError, match=r"data\.dataset='CIFAR10'.*gaussian_field"):
-        run_bench.run(config, str(tmp_path))
+        bench_mode.run(config, str(tmp_path))
     assert not (tmp_path / 'bench' / 'quality.csv').exists()

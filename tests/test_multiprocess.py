@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from pds.run_sample import load_samples
+from pds.modes.sample import load_samples
 from tests.multiprocess import ROOT, run_job, run_single, start_job, wait_all
 
 SAMPLE = [f'--config={ROOT}/configs/analytic/cifar10.py', '--mode=sample',
@@ -48,7 +48,7 @@ def test_sampling_2x2_processes_equals_1x4(tmp_path):
 
 
 def test_eval_report_complete_with_2_processes(tmp_path):
-    from tests.evaluation.test_eval_mode import random_weights
+    from tests.pds.modes.test_eval import random_weights
 
     weights = tmp_path / 'inception.npz'
     random_weights(weights)
@@ -73,8 +73,8 @@ def test_eval_report_complete_with_2_processes(tmp_path):
 
 
 def _variables(workdir, step):
-    from pds.checkpoints import restore_variables
-    from tests.pds.tiny_train_config import get_config
+    from pds.storage.sampling_checkpoints import restore_variables
+    from tests.pds.training.tiny_train_config import get_config
 
     return jax.tree_util.tree_leaves(restore_variables(str(workdir / 'checkpoints'),
                                                        get_config(), step))
@@ -152,7 +152,7 @@ def test_a_killed_process_stops_the_job(tmp_path, victim):
 
 
 def test_stats_2x2_processes_equals_1_process(tmp_path):
-    from tests.evaluation.test_eval_mode import random_weights
+    from tests.pds.modes.test_eval import random_weights
 
     weights = tmp_path / 'inception.npz'
     random_weights(weights)

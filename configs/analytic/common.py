@@ -1,8 +1,8 @@
 """Exact-score experiments: a stationary Gaussian field in place of a trained network.
 
-The field (models/gaussian_field.py) has the statistics of natural images to second order:
+The field (pds/analytic/gaussian_field.py) has the statistics of natural images to second order:
 per-channel means, per-pixel variance ``field_variance`` and a 1/f^(2 beta) power spectrum.
-Its perturbed score is exact, so sample quality is measured exactly (evaluation/gaussian_fd.py)
+Its perturbed score is exact, so sample quality is measured exactly (pds/analytic/fd.py)
 and every sampler error is the sampler's own.
 """
 

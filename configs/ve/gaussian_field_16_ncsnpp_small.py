@@ -1,7 +1,7 @@
 """A CPU-sized NCSN++ (continuous VE) trained on the 16x16 Gaussian field, whose score is exact.
 
 The data are exact samples of the field of ``configs/analytic/common.py`` (``model.field_*``),
-so the learned score can be compared with the exact one (``models.gaussian_field``) and
+so the learned score can be compared with the exact one (``pds.analytic.gaussian_field``) and
 samples scored with the exact Frechet distance. sigma_max = 20 is about the largest distance
 between two 16x16x3 field samples (sqrt(2 * 768 * 0.04) ~ 7.8, with margin), as score_sde
 picks sigma_max for its datasets. A few thousand steps take minutes on 2 CPU cores

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.paths import ROOT
+
 FIELD_CONFIG = 'configs/analytic/field_16.py'
 NETWORK_CONFIG = 'configs/ve/gaussian_field_16_ncsnpp_small.py'
 PREDICTORS = ('reverse_diffusion', 'euler_maruyama', 'ancestral_sampling', 'none')

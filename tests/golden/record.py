@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from tests.golden.cases import groups, run_group  # noqa: E402
+from tests.golden.cases import groups, run_group
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden.npz')
 

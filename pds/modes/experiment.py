@@ -1,0 +1,114 @@
+"""Assemble a sampling experiment from a config: SDE and time grid, score model and its
+variables, preconditioner, image shape. Run modes (sample, bench, eval) start from here."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from pds.method import masks
+from pds.method.precondition import Preconditioner, make_preconditioner
+from pds.method.sde import SDE
+from pds.runtime.errors import ConfigError, check_choice
+from pds.sampling.grid import TimeGrid, sampling_schedule
+
+PRECONDITIONERS = ('none', 'pds')
+
+
+@dataclasses.dataclass
+class Experiment:
+    sde: SDE
+    grid: TimeGrid
+    image_shape: tuple[int, int, int]  # (H, W, C)
+    score_builder: Callable[[SDE, Any], Callable]  # (sde, variables) -> score_fn(x, t)
+    variables: Any
+    precond: Preconditioner
+    field: Any = None  # the exact GaussianField, when the data distribution is one
+
+
+def image_shape(config) -> tuple[int, int, int]:
+    size, channels = config.data.image_size, config.data.num_channels
+    if not isinstance(size, int) or size < 2:
+        raise ConfigError('data.image_size', size, 'an integer >= 2')
+    return (size, size, int(channels))
+
+
+def stats_images(config, n: int) -> np.ndarray:
+    """n training images (N, H, W, C) in [0, 1], for mask statistics: exact field samples
+    for exact-score models, else the first n images of ``config.data`` (pds.data.pipelines)."""
+    if config.model.name == 'gaussian_field':
+        from pds.analytic.gaussian_field import field_from_config
+
+        h, w, _ = image_shape(config)
+        x = field_from_config(config).sample(np.random.default_rng(config.seed + 7919), n, h, w)
+        return (x + 1.0) / 2.0 if config.data.centered else x
+    from pds.data.pipelines import load_images
+
+    return load_images(config, n)
+
+
+def pds_gains(config) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Channel-first gains (R, D), each (C, H, W) or None, of ``sampling.pds``."""
+    pds = config.sampling.pds
+    masks.check_alpha(pds.alpha)
+    check_choice('sampling.pds.transform', pds.transform, masks.TRANSFORMS)
+    h, w, c = image_shape(config)
+    gains = []
+    images = None
+    for field, stat_fn, gain_fn in (
+            ('freq_mask', masks.frequency_statistic, masks.frequency_gain),
+            ('space_mask', masks.space_statistic, masks.space_gain)):
+        spec = pds[field]
+        if spec == '':
+            gains.append(None)
+            continue
+        if spec == 'stats':
+            n = pds.num_stat_images
+            if not isinstance(n, int) or n < 1:
+                raise ConfigError('sampling.pds.num_stat_images', n, 'an integer >= 1')
+            images = stats_images(config, n) if images is None else images
+            stat = stat_fn(images)
+        else:
+            stat = masks.load_mask(spec, f'sampling.pds.{field}', (c, h, w))
+        gains.append(gain_fn(stat, pds.alpha, pds.transform))
+    return gains[0], gains[1]
+
+
+def preconditioner_from_config(config) -> Preconditioner:
+    """M of ``sampling.precondition`` and ``sampling.pds`` (REFERENCE.md section 1)."""
+    check_choice('sampling.precondition', config.sampling.precondition, PRECONDITIONERS)
+    if config.sampling.precondition == 'none':
+        return Preconditioner()
+    return make_preconditioner(*pds_gains(config))
+
+
+def score_model_from_config(config, workdir: str | None = None):
+    """(score_builder, variables, field) for ``config.model.name``."""
+    shape = image_shape(config)
+    if config.model.name == 'gaussian_field':
+        from pds.analytic.gaussian_field import exact_score_fn, field_from_config
+
+        field = field_from_config(config)
+        if field.num_channels != shape[2]:
+            raise ConfigError('model.field_mean', config.model.field_mean,
+                              f'one mean per channel (data.num_channels={shape[2]})')
+        return exact_score_fn, field.variables(shape[0], shape[1]), field
+    from pds.modes.network_model import network_score_model
+
+    builder, variables = network_score_model(config, workdir)
+    field = None
+    if config.data.dataset == 'gaussian_field':  # a network trained on the field: exact FD
+        from pds.analytic.gaussian_field import field_from_config
+
+        field = field_from_config(config)
+    return builder, variables, field
+
+
+def experiment_from_config(config, workdir: str | None = None) -> Experiment:
+    sde, grid = sampling_schedule(config)
+    precond = preconditioner_from_config(config)
+    builder, variables, field = score_model_from_config(config, workdir)
+    return Experiment(sde, grid, image_shape(config), builder, variables, precond, field)

@@ -1,0 +1,145 @@
+"""``--mode=fid --source=<images>``: score any set of images against ``eval.ref_stats``.
+
+``--source`` is either
+
+* a folder of ``.png`` / ``.jpg`` / ``.jpeg`` files (not recursive, read in sorted name order,
+  converted to RGB by PIL; all must have the same size), or
+* an ``.npz`` with key ``samples`` (as ``--mode=sample`` and ``--mode=eval`` write) or
+  ``arr_0`` (``np.savez(path, images)``, as many codebases write): uint8 (N, H, W, C), C = 1
+  or 3.
+
+Images go through the same FID Inception and resize as ``--mode=eval``
+(``evaluation.inception.RESIZE_POLICY``), ``eval.inception_batch_size`` at a time, so the
+numbers agree with an eval report of the same images. Writes ``<workdir>/fid_report.json``:
+FID, IS and KID (see ``pds.modes.features``), the image count and shape, the source and the
+weights' SHA-256. Errors (one line, exit code 2): missing or unreadable source, a folder
+without images, images of different sizes, reference statistics of another dimension.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image
+
+from pds.modes import features
+from pds.runtime.errors import ConfigError
+from pds.storage import outputs
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
+NPZ_KEYS = ('samples', 'arr_0')
+
+
+@dataclasses.dataclass
+class ImageSource:
+    """A set of images: a folder (files, read lazily) or an in-memory uint8 array."""
+
+    path: str
+    kind: str  # 'folder' | 'npz'
+    shape: tuple[int, int, int]  # (H, W, C)
+    files: list[str] = dataclasses.field(default_factory=list)
+    array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.files) if self.array is None else len(self.array)
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        """uint8 (<= size, H, W, C) blocks in order; a folder holds one block in memory."""
+        for lo in range(0, len(self), size):
+            if self.array is not None:
+                yield self.array[lo: lo + size]
+            else:
+                yield np.stack([_read_image(f, self.shape) for f in self.files[lo: lo + size]])
+
+
+def _read_image(path: str, shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert('RGB'), np.uint8)
+    except OSError as err:
+        raise ConfigError('--source', path, f'readable PNG/JPEG images ({err})') from None
+    if shape is not None and arr.shape != shape:
+        raise ConfigError('--source', path, f'images of one size: {shape[1]}x{shape[0]} like '
+                          f'the first, not {arr.shape[1]}x{arr.shape[0]}')
+    return arr
+
+
+def _folder_source(path: str) -> ImageSource:
+    files = sorted(os.path.join(path, f) for f in os.listdir(path)
+                   if f.lower().endswith(IMAGE_EXTENSIONS)
+                   and os.path.isfile(os.path.join(path, f)))
+    if not files:
+        raise ConfigError('--source', path, 'a folder holding at least one '
+                          f"{'/'.join(IMAGE_EXTENSIONS)} image (it holds none)")
+    shape = _read_image(files[0]).shape
+    return ImageSource(path, 'folder', shape, files=files)
+
+
+def _npz_source(path: str) -> ImageSource:
+    try:
+        with np.load(path) as data:
+            names = sorted(data.files)
+            key = next((k for k in NPZ_KEYS if k in names), None)
+            arr = None if key is None else data[key]
+    except (OSError, ValueError) as err:
+        raise ConfigError('--source', path, f'a readable .npz ({err})') from None
+    if arr is None:
+        raise ConfigError('--source', path, f"an .npz with key 'samples' or 'arr_0' (it has "
+                          f'{names})')
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3) or not len(arr):
+        raise ConfigError('--source', path, f"uint8 NHWC images (N >= 1, C = 1 or 3) in "
+                          f"'{key}' (found {arr.dtype} {arr.shape})")
+    return ImageSource(path, 'npz', tuple(arr.shape[1:]), array=arr)
+
+
+def open_source(source: str | None) -> ImageSource:
+    """The images of ``--source`` (ConfigError when missing, empty or unreadable)."""
+    if not source:
+        raise ConfigError('--source', source, 'a folder of PNG/JPEG images or an .npz of '
+                          "uint8 images ('samples' or 'arr_0') for --mode=fid")
+    if os.path.isdir(source):
+        return _folder_source(source)
+    if os.path.isfile(source) and source.lower().endswith('.npz'):
+        return _npz_source(source)
+    what = 'does not exist' if not os.path.exists(source) else 'is neither a folder nor .npz'
+    raise ConfigError('--source', source, f'a folder of PNG/JPEG images or an .npz file '
+                      f'(this path {what})')
+
+
+def source_features(params: dict, src: ImageSource,
+                    batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pool_3 (N, 2048), logits (N, 1008)) of every image of ``src``, in order."""
+    pool3, logits = [], []
+    for block in src.chunks(batch):
+        feats = features.image_features(params, block, batch)
+        pool3.append(feats['pool_3'])
+        logits.append(feats['logits'])
+    return np.concatenate(pool3), np.concatenate(logits)
+
+
+def run(config, workdir: str, overwrite: bool = False, source: str | None = None) -> dict:
+    """Score ``source`` against ``eval.ref_stats``; returns and writes the report."""
+    t0 = time.perf_counter()
+    outputs.prepare_workdir(workdir)
+    report_path = os.path.join(workdir, 'fid_report.json')
+    outputs.claim_outputs([report_path], overwrite)
+    features.check_eval_fields(config)
+    src = open_source(source)
+    if not config.eval.ref_stats:
+        raise ConfigError('eval.ref_stats', config.eval.ref_stats,
+                          'a reference statistics .npz to score against (--mode=stats '
+                          'writes one)')
+    params, digest = features.inception_params(config)
+    ref = features.load_reference(config.eval.ref_stats)
+    pool3, logits = source_features(params, src, int(config.eval.inception_batch_size))
+    report = {'source': os.path.abspath(src.path), 'source_kind': src.kind,
+              'image_shape': list(src.shape),
+              'inception_weights': {'path': config.eval.inception_weights, 'sha256': digest}}
+    report.update(features.score(pool3, logits, ref, config))
+    report['wall_seconds'] = round(time.perf_counter() - t0, 3)
+    outputs.write_json(report_path, report)
+    return report

@@ -1,0 +1,233 @@
+"""``--mode=sample``: draw ``eval.num_samples`` samples in rounds of ``eval.batch_size``.
+
+Round k holds the examples with global indices [k B, (k + 1) B) (``sample_rounds``). Each
+process writes the rows it holds as soon as the round is done, so host memory holds one round
+whatever the run's size:
+
+    samples/samples_<k>.npz            (one process)  ``samples``: uint8 NHWC, ``index``: the
+    samples/samples_<k>_p<i>of<n>.npz  (process i)    rows' global example indices; with
+                                                      ``sampling.save_raw`` also ``raw``
+                                                      (float32 in data space)
+
+then (process 0) ``samples/grid.png`` of the first 64 samples and, last, ``metrics.json``
+(its presence marks a complete run: every process has written its files by then).
+:func:`load_samples` reads a run's samples back in global order, whatever its process count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import math
+import os
+import time
+from collections.abc import Callable, Collection
+
+import jax
+import numpy as np
+
+from pds.analytic.fd import FourierMoments, noise_floor
+from pds.modes.experiment import Experiment, experiment_from_config
+from pds.runtime import distributed
+from pds.runtime.errors import ConfigError
+from pds.runtime.mesh import data_mesh, replicate, replicated
+from pds.runtime.progress import IterationBar, round_bar
+from pds.sampling.sampler import Sampler, SamplerSpec, build_sampler, spec_from_config, to_uint8
+from pds.storage import outputs
+
+GRID_IMAGES = 64
+
+
+@dataclasses.dataclass
+class RunResult:
+    nfe: int
+    iterations: int
+    compile_seconds: float
+    sampling_seconds: float
+    num_samples: int
+    moments: FourierMoments | None  # summed over every process's rows
+
+
+@dataclasses.dataclass
+class Round:
+    """Round k as this process sees it: its rows (global ``index`` < num_samples) and the
+    whole sharded round ``array`` (for collectives such as ``distributed.first_rows``)."""
+
+    k: int
+    index: np.ndarray  # (n,) int64
+    rows: np.ndarray  # (n, H, W, C) float32
+    array: jax.Array  # (B, H, W, C), sharded over the mesh
+    valid: int  # rows of the round below num_samples (all processes)
+
+
+def count_rounds(num_samples, batch_size) -> int:
+    for field, v in (('eval.num_samples', num_samples), ('eval.batch_size', batch_size)):
+        if not isinstance(v, int) or v < 1:
+            raise ConfigError(field, v, 'an integer >= 1')
+    return math.ceil(num_samples / batch_size)
+
+
+def sample_rounds(exp: Experiment, spec: SamplerSpec, config, num_samples: int,
+                  batch_size: int, on_round: Callable[[Round], None] | None = None,
+                  desc: str = 'sampling', only: Collection[int] | None = None,
+                  compiled: CompiledSampler | None = None) -> RunResult:
+    """Sample ``num_samples`` in rounds; ``on_round(round)`` gets each round on every process.
+
+    Round k covers global example indices [k B, (k + 1) B), so samples do not depend on the
+    device or process count, and a round can be drawn on its own: ``only`` (default: all)
+    names the rounds to draw (resuming runs skip the rest). Streams: only one round is in
+    host memory at a time, and each process fetches only its own rows. ``compiled`` (from
+    :func:`compile_sampler`; built here when None) lets runs that differ only in
+    ``exp.variables`` share one compiled sampler (``compile_seconds`` is then 0).
+    """
+    todo = [k for k in range(count_rounds(num_samples, batch_size))
+            if only is None or k in only]
+    mesh = data_mesh()
+    main = distributed.is_main()
+    own = compiled is None
+    if own:
+        compiled = compile_sampler(exp, spec, config, batch_size, mesh, desc)
+    sampler, bar = compiled.sampler, compiled.bar
+    bar.bar.set_description(desc)
+    variables = replicate(exp.variables, mesh)
+    precond = replicate(exp.precond, mesh)
+    compile_s = compiled.compile_seconds if own else 0.0
+    moments = None
+    if exp.field is not None:
+        h, w, c = exp.image_shape
+        moments = FourierMoments(np.asarray(exp.field.mean), 0, np.zeros((h, w, c), complex),
+                                 np.zeros((h, w, c)))
+    t0 = time.perf_counter()
+    with round_bar(len(todo), desc, enabled=main) as rbar:
+        for k in todo:
+            bar.reset()
+            array = sampler(variables, precond, config.seed, k * batch_size)
+            index, rows = distributed.local_rows(array)
+            index = index + k * batch_size
+            keep = index < num_samples
+            r = Round(k, index[keep], rows[keep], array, min(batch_size,
+                                                              num_samples - k * batch_size))
+            if moments is not None and len(r.rows):
+                moments.update(r.rows)
+            if on_round is not None:
+                on_round(r)
+            rbar.update(1)
+    if own:
+        bar.close()
+    return RunResult(sampler.nfe, exp.grid.num_steps, compile_s, time.perf_counter() - t0,
+                     num_samples, _sum_over_processes(moments))
+
+
+@dataclasses.dataclass
+class CompiledSampler:
+    """A sampler compiled for one (SDE, grid, score model, shape, batch, spec) and its
+    iteration bar; any variables of the same shapes run on it."""
+
+    sampler: Sampler
+    bar: IterationBar
+    compile_seconds: float
+
+
+def compile_sampler(exp: Experiment, spec: SamplerSpec, config, batch_size: int, mesh,
+                    desc: str = 'sampling') -> CompiledSampler:
+    bar = IterationBar(exp.grid.num_steps, desc, enabled=distributed.is_main())
+    sampler = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch_size,
+                            mesh, spec, progress=bar,
+                            progress_every=int(config.sampling.progress_every))
+    shapes = lambda tree: jax.tree_util.tree_map(  # compiled from shapes: nothing is copied
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated(mesh)), tree)
+    seconds = sampler.compile(shapes(exp.variables), shapes(exp.precond))
+    return CompiledSampler(sampler, bar, seconds)
+
+
+def _sum_over_processes(m: FourierMoments | None) -> FourierMoments | None:
+    if m is None or jax.process_count() == 1:
+        return m
+    parts = distributed.gather({'n': np.int64(m.n), 's1': m.s1, 's2': m.s2})
+    return FourierMoments(m.mean, int(parts['n'].sum()), parts['s1'].sum(axis=0),
+                          parts['s2'].sum(axis=0))
+
+
+def load_samples(workdir: str, key: str = 'samples') -> tuple[np.ndarray, np.ndarray]:
+    """(global indices, arrays ``key``) of a sample run's files, in global order; a
+    ValueError if indices repeat or leave gaps."""
+    index, rows = [], []
+    for path in sorted(glob.glob(os.path.join(workdir, 'samples', 'samples_*.npz'))):
+        with np.load(path) as data:
+            index.append(data['index'])
+            rows.append(data[key])
+    if not index:
+        raise ValueError(f'no sample files in {workdir}/samples')
+    index, rows = np.concatenate(index), np.concatenate(rows)
+    order = np.argsort(index, kind='stable')
+    index, rows = index[order], rows[order]
+    if not np.array_equal(index, np.arange(len(index))):
+        raise ValueError(f'{workdir}/samples: example indices repeat or leave gaps')
+    return index, rows
+
+
+def sampler_summary(config, exp: Experiment, spec: SamplerSpec) -> dict:
+    s = config.sampling
+    out = dataclasses.asdict(spec)
+    out.update(sde=type(exp.sde).__name__, iterations=exp.grid.num_steps, eps=exp.grid.eps,
+               precondition=s.precondition)
+    if s.precondition == 'pds':
+        out['pds'] = {k: s.pds[k] for k in ('alpha', 'freq_mask', 'space_mask', 'transform')}
+    return out
+
+
+def _claim(sample_dir: str, metrics_path: str, grid_path: str, overwrite: bool) -> None:
+    """Refuse earlier outputs (of any process layout) unless ``overwrite``; process 0 then
+    removes them, the completion marker first."""
+    earlier = sorted(glob.glob(os.path.join(sample_dir, 'samples_*.npz')))
+    outputs.claim_outputs([metrics_path, grid_path, *earlier], overwrite)
+    if overwrite and distributed.is_main():
+        for path in [metrics_path, grid_path, *earlier]:
+            if os.path.exists(path):
+                os.remove(path)
+    distributed.barrier('sample:claimed')
+
+
+def run(config, workdir: str, overwrite: bool = False) -> dict:
+    outputs.prepare_workdir(workdir)
+    exp = experiment_from_config(config, workdir)
+    spec = spec_from_config(config, exp.sde)
+    num, batch = config.eval.num_samples, config.eval.batch_size
+    rounds = count_rounds(num, batch)
+    sample_dir = os.path.join(workdir, 'samples')
+    metrics_path = os.path.join(workdir, 'metrics.json')
+    grid_path = os.path.join(sample_dir, 'grid.png')
+    _claim(sample_dir, metrics_path, grid_path, overwrite)
+    shown: list[np.ndarray] = []
+
+    def on_round(r: Round) -> None:
+        arrays = {'samples': to_uint8(r.rows, config.data.centered), 'index': r.index}
+        if config.sampling.save_raw:
+            arrays['raw'] = r.rows.astype(np.float32)
+        outputs.write_npz(os.path.join(sample_dir, distributed.process_file('samples', r.k)),
+                          **arrays)
+        want = min(GRID_IMAGES - sum(len(s) for s in shown), r.valid)
+        if want > 0:  # every process takes part: the rows may live on several
+            shown.append(to_uint8(distributed.first_rows(r.array, want), config.data.centered))
+
+    res = sample_rounds(exp, spec, config, num, batch, on_round)
+    distributed.barrier('sample:written')
+    if not distributed.is_main():
+        return {}
+    outputs.write_png(grid_path, outputs.image_grid(np.concatenate(shown)))
+    metrics = {
+        'nfe': res.nfe, 'iterations': res.iterations, 'num_samples': num,
+        'batch_size': batch, 'rounds': rounds, 'devices': jax.device_count(),
+        'processes': jax.process_count(),
+        'compile_seconds': round(res.compile_seconds, 3),
+        'sampling_seconds': round(res.sampling_seconds, 3),
+        'seconds_per_iteration': round(res.sampling_seconds / (rounds * res.iterations), 6),
+        'sampler': sampler_summary(config, exp, spec), 'seed': config.seed,
+    }
+    if res.moments is not None:
+        h, w, _ = exp.image_shape
+        fd = res.moments.frechet_distance(exp.field.spectrum(h, w))
+        floor, floor_std = noise_floor(exp.field, num, h, w, seed=config.seed + 1)
+        metrics.update(frechet_distance=fd, noise_floor=floor, noise_floor_std=floor_std)
+    outputs.write_json(metrics_path, metrics)
+    return metrics

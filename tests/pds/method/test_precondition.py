@@ -1,0 +1,104 @@
+"""Preconditioner identities (REFERENCE.md section 1)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pds.analytic.gaussian_field import GaussianField
+from pds.method import masks
+from pds.method.precondition import (
+    apply_drift,
+    apply_noise,
+    drift_complex,
+    hermitian_symmetrize,
+    make_preconditioner,
+    noise_complex,
+)
+
+H, W, C = 8, 6, 3
+
+
+def data_gains(alpha=5.0):
+    x = GaussianField(variance=(0.04, 0.02, 0.03)).sample(np.random.default_rng(0), 50, H, W)
+    r = masks.frequency_gain(masks.frequency_statistic(x), alpha)
+    d = masks.space_gain(masks.space_statistic(x), alpha)
+    return r, d
+
+
+def rand(shape, seed):
+    return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
+def test_data_frequency_gain_is_hermitian():
+    r, _ = data_gains()
+    np.testing.assert_allclose(hermitian_symmetrize(r), r, rtol=1e-6)
+    assert r.min() >= 1.0 and r.max() <= 5.0 / 4.0 + 1e-6
+
+
+@pytest.mark.parametrize('with_space', [False, True])
+def test_rfft_path_equals_complex_formulation(with_space):
+    r, d = data_gains()
+    d = d if with_space else None
+    p = make_preconditioner(r, d)
+    g = rand((4, H, W, C), 1)
+    np.testing.assert_allclose(apply_noise(p, g), noise_complex(r, d, g), atol=2e-6)
+    np.testing.assert_allclose(apply_drift(p, g), drift_complex(r, d, g), atol=2e-6)
+
+
+def test_non_hermitian_gain_matches_real_part_of_complex_filter():
+    r = 1.0 + np.random.default_rng(3).uniform(size=(C, H, W)).astype(np.float32)
+    g = rand((2, H, W, C), 4)
+    np.testing.assert_allclose(apply_noise(make_preconditioner(r), g), noise_complex(r, None, g),
+                               atol=2e-6)
+
+
+def dense(fn, shape):
+    """The matrix of a linear map on one image, columns = images of basis vectors."""
+    n = int(np.prod(shape))
+    basis = jnp.eye(n, dtype=jnp.float32).reshape((n, *shape))
+    return np.asarray(fn(basis)).reshape(n, n).T
+
+
+def test_m_is_real_symmetric_and_drift_is_m_mt():
+    r, d = data_gains()
+    freq_only = make_preconditioner(r)
+    m = dense(lambda z: apply_noise(freq_only, z), (H, W, C))
+    np.testing.assert_allclose(m, m.T, atol=1e-6)
+    full = make_preconditioner(r, d)
+    m = dense(lambda z: apply_noise(full, z), (H, W, C))
+    mmt = dense(lambda g: apply_drift(full, g), (H, W, C))
+    np.testing.assert_allclose(mmt, m @ m.T, atol=1e-5)
+    assert np.linalg.eigvalsh(mmt).min() > 0.9  # positive definite, gains >= 1
+
+
+def test_gain_one_masks_drop_to_identity():
+    ones = np.ones((C, H, W), np.float32)
+    p = make_preconditioner(ones, ones)
+    assert p.is_identity
+    g = rand((2, H, W, C), 5)
+    assert np.array_equal(apply_noise(p, g), g) and np.array_equal(apply_drift(p, g), g)
+    # alpha transform of a constant statistic is gain 1 everywhere
+    assert np.all(masks.frequency_gain(np.full((C, H, W), 3.0), 5.0) == 1.0)
+
+
+def test_legacy_transform():
+    f = np.full((1, 2, 2), 2.0)
+    np.testing.assert_allclose(masks.frequency_gain(f, 5.0, 'legacy'), 5.0 / 6.0)
+    np.testing.assert_allclose(masks.frequency_gain(f, 5.0, 'normalized'), 1.0)
+    np.testing.assert_allclose(masks.space_gain(np.full((1, 2, 2), 0.25), 5.0, 'legacy'), 4.0)
+
+
+def test_statistics_match_definition():
+    x = np.random.default_rng(2).uniform(size=(5, 4, 4, 2))
+    f = masks.frequency_statistic(x)
+    direct = np.log1p(np.mean([np.abs(np.fft.fft2(img[:, :, 1])) ** 2 for img in x], axis=0))
+    np.testing.assert_allclose(f[1], direct, rtol=1e-5)
+    np.testing.assert_allclose(masks.space_statistic(x)[0], np.mean(x[..., 0] ** 2, 0), rtol=1e-6)
+
+
+def test_jit_friendly():
+    r, d = data_gains()
+    p = make_preconditioner(r, d)
+    g = rand((2, H, W, C), 6)
+    np.testing.assert_allclose(jax.jit(apply_drift)(p, g), apply_drift(p, g), atol=1e-6)

@@ -1,0 +1,37 @@
+"""Run by test_sampling.py in a subprocess with 4 host devices: every predictor/corrector pair,
+with PDS (frequency and space masks), on a 1-device and a 4-device mesh; prints 'identical'."""
+
+import itertools
+import sys
+
+import jax
+import numpy as np
+
+from pds.analytic.gaussian_field import GaussianField, exact_score_fn
+from pds.method import masks
+from pds.method.precondition import make_preconditioner
+from pds.method.sde import VESDE, VPSDE
+from pds.runtime.mesh import data_mesh, replicate
+from pds.sampling.grid import time_grid
+from pds.sampling.sampler import SamplerSpec, build_sampler
+
+assert jax.device_count() == 4, jax.devices()
+H, W, C, B = 8, 8, 2, 8
+field = GaussianField(mean=(0.5, 0.4), variance=(0.04, 0.03))
+x = field.sample(np.random.default_rng(0), 64, H, W)
+precond = make_preconditioner(masks.frequency_gain(masks.frequency_statistic(x), 5.0),
+                              masks.space_gain(masks.space_statistic(x), 5.0))
+pairs = itertools.product(('reverse_diffusion', 'euler_maruyama', 'ancestral_sampling'),
+                          ('langevin', 'ald', 'none'))
+for (pred, corr), sde in itertools.product(pairs, (VESDE(0.01, 20.0, 12), VPSDE(N=24))):
+    spec = SamplerSpec(pred, corr, snr=0.16, n_steps_each=2)
+    outs = []
+    for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
+        s = build_sampler(sde, time_grid(sde.N, 1e-3), exact_score_fn, (H, W, C), B, mesh, spec)
+        v, p = replicate(field.variables(H, W), mesh), replicate(precond, mesh)
+        outs.append(np.asarray(s(v, p, seed=3, offset=16)))
+    if not np.array_equal(outs[0], outs[1]):
+        print('differ', pred, corr, type(sde).__name__, np.abs(outs[0] - outs[1]).max())
+        sys.exit(1)
+    assert np.all(np.isfinite(outs[0]))
+print('identical')

@@ -1,0 +1,116 @@
+"""Subprocess driver of test_train.py (a tiny NCSN++ on the 8x8 Gaussian field).
+
+python train_driver.py devices           1-device vs 4-device mesh, two training steps
+python train_driver.py run WORKDIR [S]   train to the end (S: seconds to sleep after each
+                                         compiled call); writes WORKDIR/final.npz
+"""
+
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+from configs.analytic.common import get_analytic_config
+from configs.archs import ncsnpp
+
+
+def tiny_config():
+    config = get_analytic_config(image_size=8, sigma_max=10.0, num_scales=100, snr=0.16)
+    ncsnpp(config.model, nf=8, ch_mult=(1,), num_res_blocks=1, fir=False, ema_rate=0.9)
+    config.model.attn_resolutions = ()
+    config.model.dropout = 0.1
+    config.data.image_size = 8
+    t = config.training
+    t.batch_size = 8
+    t.n_iters = 40
+    t.n_jitted_steps = 2
+    t.log_freq = 2
+    t.eval_freq = 10
+    t.snapshot_freq = 20
+    t.snapshot_freq_for_preemption = 4
+    t.snapshot_sampling = False
+    t.tensorboard = False
+    config.optim.warmup = 3
+    config.optim.lr = 1e-3
+    return config
+
+
+def devices() -> None:
+    """Two steps on meshes of 1, 2 and 4 devices with 4 gradient microbatches."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from models.registry import create_model, init_variables
+    from pds.method.sde import sde_from_config
+    from pds.runtime.mesh import data_mesh, replicate
+    from pds.training import losses, train
+
+    assert jax.device_count() == 4, jax.devices()
+    config = tiny_config()
+    config.optim.warmup = 0
+    model, sde = create_model(config), sde_from_config(config)
+    variables = init_variables(config, jax.random.key(0))
+    xs = np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 8, 3)).astype(np.float32)
+    tx = train.make_optimizer(config)
+    out = {}
+    for n in (1, 2, 4):
+        mesh = data_mesh(jax.devices()[:n])
+        step = train.build_train_step(losses.loss_from_config(config, sde, model, True), tx,
+                                      0.9, 8, mesh, seed=3, grad_shards=4)
+        state = replicate(train.init_state(variables, tx), mesh)
+        x = jax.device_put(xs, NamedSharding(mesh, P(None, 'data')))
+        state, loss = step(state, x)
+        out[n] = (train.host_tree(state), np.asarray(loss))
+    for n in (1, 2):
+        assert np.array_equal(out[n][1], out[4][1]), (n, out[n][1], out[4][1])
+    for a, b in zip(jax.tree_util.tree_leaves(out[2][0]), jax.tree_util.tree_leaves(out[4][0])):
+        assert np.array_equal(a, b), np.max(np.abs(np.asarray(a, np.float64) - b))
+    worst = max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0)) for a, b in
+                zip(jax.tree_util.tree_leaves(out[1][0]), jax.tree_util.tree_leaves(out[4][0])))
+    print(f'2 vs 4 devices identical; 1 vs 4 devices: max parameter difference {worst:.3g}')
+    assert worst < 1e-7, worst  # XLA's one-partition rewrites (pds/training/train.py), not the sum
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
+        jax.tree_util.tree_leaves(out[4][0].params),
+        jax.tree_util.tree_leaves(variables['params'])))
+    assert moved > 1e-4, moved  # the steps did change the parameters
+    print('ok')
+
+
+def run(workdir: str, pause: float) -> None:
+    from pds.modes import train as train_mode
+    from pds.storage.training_checkpoints import TrainCheckpoints, flatten_state
+
+    found = TrainCheckpoints(workdir).candidates()
+    print('start_step', found[0][0] if found else 0, flush=True)
+    hook = (lambda step: time.sleep(pause)) if pause > 0 else None
+    train_mode.run(tiny_config(), workdir, on_chunk=hook)
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from pds.runtime.mesh import data_mesh
+
+    template = _template()
+    mesh = data_mesh()
+    ckpts = TrainCheckpoints(workdir)
+    state = ckpts.restore_step(40, 'snapshots', template, NamedSharding(mesh, P()))
+    leaves, _ = flatten_state(jax.device_get(state))
+    np.savez(os.path.join(workdir, 'final.npz'), **leaves)
+    print('done', flush=True)
+
+
+def _template():
+    from models.registry import init_variables
+    from pds.training import train
+
+    config = tiny_config()
+    return train.init_state(init_variables(config, jax.random.key(0)),
+                            train.make_optimizer(config))
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == 'devices':
+        devices()
+    else:
+        run(sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
