@@ -5,14 +5,16 @@ Public API
   NHWC batches in data space, this process's share of each global batch;
 - :func:`load_images` (config, n, split) -> the first n images (N, H, W, C), float32 in [0, 1],
   unscaled and unflipped (for statistics);
-- :func:`data_scaler` / :func:`inverse_scaler`: [0, 1] <-> data space (score_sde's scalers).
+- :func:`data_scaler` / :func:`inverse_scaler`: [0, 1] <-> data space (score_sde's scalers);
+  :func:`unscale` (x, centered) is the inverse scaler as a plain function.
 
 Sources (``config.data.dataset``)
 - 'gaussian_field': exact samples of ``pds.analytic.gaussian_field.field_from_config(config)``;
   example i of a stream is a function of (seed, stream, i) only;
 - 'npz': ``data.path``, an ``.npz`` with key 'images' or 'arr_0' (or an ``.npy``), uint8 in
   [0, 255] or float in [0, 1], (N, H, W, C) or (N, H, W);
-- 'folder': ``data.path``, image files (searched recursively, sorted by path), any size;
+- 'folder': ``data.path``, a folder of image files, any size (:class:`ImageFolder` says which
+  files count and how they decode; ``--mode=fid`` reads folders by the same rule);
 - TFDS, named as score_sde names them: 'CIFAR10' (cifar10), 'SVHN' (svhn_cropped), 'CELEBA'
   (celeb_a, centre crop 140 then resize), 'LSUN' (lsun/<data.category>), and 'tfds:<name>'
   for any TFDS image dataset; 'FFHQ' / 'CelebAHQ' from score_sde's TFRecords
@@ -65,9 +67,14 @@ def data_scaler(config) -> Callable[[np.ndarray], np.ndarray]:
     return (lambda x: 2.0 * x - 1.0) if config.data.centered else (lambda x: x)
 
 
+def unscale(x, centered: bool):
+    """Data space -> [0, 1]: (x + 1) / 2 when ``centered``, else ``x`` itself (unchanged)."""
+    return (x + 1.0) / 2.0 if centered else x
+
+
 def inverse_scaler(config) -> Callable[[np.ndarray], np.ndarray]:
-    """Data space -> [0, 1]: (x + 1) / 2 when ``data.centered``, else the identity."""
-    return (lambda x: (x + 1.0) / 2.0) if config.data.centered else (lambda x: x)
+    """Data space -> [0, 1]: :func:`unscale` with ``data.centered``."""
+    return functools.partial(unscale, centered=bool(config.data.centered))
 
 
 def augment(images: np.ndarray, positions: np.ndarray, config, seed: int, train: bool
@@ -155,7 +162,7 @@ class GaussianFieldSource(ArraySource):
         x = np.concatenate([
             self.field.sample(np.random.default_rng([self.seed, _TAG_FIELD, self.stream, int(i)]),
                               1, h, w) for i in indices])
-        x = (x + 1.0) / 2.0 if self.centered else x
+        x = unscale(x, self.centered)
         return x.astype(np.float32)
 
 
@@ -217,70 +224,114 @@ class NpzSource(ArraySource):
             np.zeros((0, self.size, self.size, x.shape[3]), np.float32)
 
 
+# ------------------------------------------------------------------------------------------
+# Folders of image files: one rule for every reader (data.dataset='folder', FFHQ / CelebAHQ
+# at data.path, --mode=stats --source, --mode=fid --source)
+
 _MODE_CHANNELS = {'1': 1, 'L': 1, 'I': 1, 'F': 1, 'I;16': 1, 'LA': 2, 'P': 3, 'RGB': 3,
                   'YCbCr': 3, 'HSV': 3, 'LAB': 3, 'RGBA': 4, 'CMYK': 4}
 _CONVERT = {1: 'L', 2: 'LA', 3: 'RGB', 4: 'RGBA'}
 
 
 def list_images(path: str, field: str = 'data.path') -> list[str]:
-    """Image files under ``path`` (recursive), sorted; ConfigError if none."""
+    """The image files of a folder (:class:`ImageFolder`'s rule): every file under ``path``,
+    recursively, whose name ends in one of ``IMAGE_EXTENSIONS`` (any case), sorted by path;
+    ConfigError if ``path`` is not a folder or holds none."""
     if not path or not os.path.isdir(path):
         raise ConfigError(field, path, 'an existing folder of image files')
     files = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names
                    if f.lower().endswith(IMAGE_EXTENSIONS))
     if not files:
-        raise ConfigError(field, path, 'a folder containing image files ('
-                          + ', '.join(IMAGE_EXTENSIONS) + '); found none')
+        raise ConfigError(field, path, 'a folder holding image files ('
+                          + ', '.join(IMAGE_EXTENSIONS) + '); it holds none')
     return files
 
 
-def image_channels(file: str) -> int:
+def image_channels(file: str, field: str = 'data.path') -> int:
     """Channel count of an image file from its header (palette images count as RGB)."""
     from PIL import Image
 
-    with Image.open(file) as im:
-        mode = im.mode
+    try:
+        with Image.open(file) as im:
+            mode = im.mode
+    except OSError as err:
+        raise ConfigError(field, file, f'a readable image file ({err})') from None
     if mode.startswith('I;16'):
         return 1
     return _MODE_CHANNELS.get(mode, 3)
 
 
-class FolderSource(ArraySource):
-    """A folder of images, any size; decoded on demand, centre-cropped and resized."""
+def read_image(file: str, channels: int, field: str = 'data.path') -> np.ndarray:
+    """One image file as float32 (H, W, C) in [0, 1] (:class:`ImageFolder`'s decoding)."""
+    from PIL import Image
 
-    def __init__(self, path: str, size: int, channels: int, field: str = 'data.path'):
-        self.files = list_images(path, field)
-        counts = {}
-        for f in self.files:
-            counts.setdefault(image_channels(f), f)
-        if len(counts) > 1:
-            found = '; '.join(f'{c} in {os.path.relpath(f, path)}'
-                              for c, f in sorted(counts.items()))
-            raise ConfigError(field, path, f'images with one channel count, found mixed: {found}')
-        found_c = next(iter(counts))
-        if found_c != channels:
-            raise ConfigError('data.num_channels', channels,
-                              f'the channel count of the images in {path} ({found_c})')
-        self.size, self.channels = size, channels
-        self.num_examples = len(self.files)
-
-    def decode(self, file: str) -> np.ndarray:
-        """One image as float32 (H, W, C) in [0, 1] (16-bit grey scaled by 65535)."""
-        from PIL import Image
-
+    try:
         with Image.open(file) as im:
             if im.mode.startswith('I;16') or im.mode == 'I':
                 arr = np.asarray(im, np.float32) / 65535.0
             elif im.mode == 'F':
                 arr = np.asarray(im, np.float32)
             else:
-                arr = np.asarray(im.convert(_CONVERT[self.channels]), np.float32) / 255.0
-        return arr[..., None] if arr.ndim == 2 else arr
+                arr = np.asarray(im.convert(_CONVERT[channels]), np.float32) / 255.0
+    except OSError as err:
+        raise ConfigError(field, file, f'a readable image file ({err})') from None
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+class ImageFolder:
+    """A folder of image files, read one file at a time. The one rule for which files are
+    its images and how they decode:
+
+    - files: every file under the folder, recursively, whose name ends in one of
+      ``IMAGE_EXTENSIONS`` (any case); other files are ignored; none is a ConfigError;
+    - order: sorted by path;
+    - channels: every image has the same channel count C, read from the file headers (1: grey,
+      including 16-bit, 32-bit and float grey; 2: grey + alpha; 3: RGB, palette, YCbCr;
+      4: RGBA, CMYK); mixed counts are a ConfigError naming a file of each;
+    - decoding (:func:`read_image`): float32 (H, W, C) in [0, 1]; 8-bit images are converted
+      by PIL to L / LA / RGB / RGBA and divided by 255, 16-bit and 32-bit integer grey by
+      65535, float grey is taken as is; an unreadable file is a ConfigError. Sizes may differ.
+
+    ``field`` names the setting the folder came from in error messages.
+    """
+
+    def __init__(self, path: str, field: str = 'data.path'):
+        self.path, self.field = path, field
+        self.files = list_images(path, field)
+        counts = {}
+        for f in self.files:
+            counts.setdefault(image_channels(f, field), f)
+        if len(counts) > 1:
+            found = '; '.join(f'{c} in {os.path.relpath(f, path)}'
+                              for c, f in sorted(counts.items()))
+            raise ConfigError(field, path, f'images with one channel count, found mixed: {found}')
+        self.channels = next(iter(counts))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, index: int) -> np.ndarray:
+        """Image ``index`` (in sorted order) as float32 (H, W, C) in [0, 1]."""
+        return read_image(self.files[int(index)], self.channels, self.field)
+
+
+class FolderSource(ArraySource):
+    """An :class:`ImageFolder` of ``channels``-channel images, any size; decoded on demand,
+    centre-cropped and resized."""
+
+    def __init__(self, path: str, size: int, channels: int, field: str = 'data.path'):
+        self.folder = ImageFolder(path, field)
+        if self.folder.channels != channels:
+            raise ConfigError('data.num_channels', channels, 'the channel count of the images '
+                              f'in {path} ({self.folder.channels})')
+        self.files = self.folder.files
+        self.size, self.channels = size, channels
+        self.num_examples = len(self.files)
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         out = np.empty((len(indices), self.size, self.size, self.channels), np.float32)
         for i, idx in enumerate(indices):
-            out[i] = crop_resize(self.decode(self.files[int(idx)]), self.size)
+            out[i] = crop_resize(self.folder.read(idx), self.size)
         return out
 
 

@@ -41,6 +41,10 @@ def space_statistic(images: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.mean(x**2, axis=0), 2, 0).astype(np.float32)
 
 
+def check_transform(transform: str) -> None:
+    check_choice('sampling.pds.transform', transform, TRANSFORMS)
+
+
 def check_alpha(alpha: float) -> None:
     if not isinstance(alpha, int | float) or not alpha > 1:
         raise ConfigError('sampling.pds.alpha', alpha, 'a number > 1')
@@ -49,7 +53,7 @@ def check_alpha(alpha: float) -> None:
 def frequency_gain(f: np.ndarray, alpha: float, transform: str = 'normalized') -> np.ndarray:
     """R (C, H, W) from the frequency statistic."""
     check_alpha(alpha)
-    check_choice('sampling.pds.transform', transform, TRANSFORMS)
+    check_transform(transform)
     f = np.asarray(f, np.float64)
     if transform == 'normalized':
         f = f / np.max(f)
@@ -59,7 +63,7 @@ def frequency_gain(f: np.ndarray, alpha: float, transform: str = 'normalized') -
 def space_gain(s: np.ndarray, alpha: float, transform: str = 'normalized') -> np.ndarray:
     """D (C, H, W) from the space statistic."""
     check_alpha(alpha)
-    check_choice('sampling.pds.transform', transform, TRANSFORMS)
+    check_transform(transform)
     s = np.asarray(s, np.float64)
     if transform == 'legacy':
         if np.any(s <= 0):

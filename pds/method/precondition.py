@@ -1,98 +1,75 @@
-"""The PDS preconditioner M = C D (REFERENCE.md section 1), applied with real FFTs.
+"""The preconditioner protocol: what a sampler needs of a fixed linear map M.
 
-C = F^-1 diag(R) F is a filter in frequency (F the 2-D DFT over H and W, per channel) and
-D = diag(d) a gain in pixel space. The sampler needs
+A preconditioner is a pytree (a ``flax.struct`` dataclass) passed into the compiled sampler,
+with two methods on NHWC batches:
 
-    noise:  M z     = C (D z)
-    drift:  M M^T g = C D^2 C g        (C is real and symmetric when R(k) = R(-k)).
+    noise(z)  = M z           (scales the injected Gaussian noise)
+    drift(g)  = M M^T g       (scales the score term)
 
-For a real gain R, Re F^-1[R F x] = F^-1[R_sym F x] with R_sym(k) = (R(k) + R(-k)) / 2, so
-symmetrising R once lets every product run as rfft2 / irfft2 on the half spectrum
-(H, W // 2 + 1): exactly the reference's complex formulation, in half the work. With the
-frequency gain alone, M M^T g = F^-1[R^2 F g] is a single rfft2 / irfft2 pair.
+Preconditioned Langevin dynamics dx = M M^T grad log p dt + sqrt(2) M dW keeps p stationary
+for any invertible M. A family registers a builder under its ``sampling.precondition`` name::
 
-A gain that is identically 1 is dropped, so gain-1 masks reproduce the plain sampler bit for
-bit. Arrays are NHWC; gains are stored channel-last.
+    @register_preconditioner('name')
+    def build(config, image_shape, images) -> Preconditioner: ...
+
+where ``images(n)`` returns n training images (N, H, W, C) in [0, 1] for statistics. A new
+family is one file plus its import in :func:`_register_families`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 from flax import struct
 from jax import numpy as jnp
 
+from pds.runtime.registry import Registry
+
 Array = jnp.ndarray
+ImageSource = Callable[[int], np.ndarray]
+
+
+class Preconditioner(Protocol):
+    def noise(self, z: Array) -> Array:
+        """M z."""
+
+    def drift(self, g: Array) -> Array:
+        """M M^T g."""
 
 
 @struct.dataclass
-class Preconditioner:
-    """freq: (H, W // 2 + 1, C) symmetrised half-spectrum gain R, or None (gain 1).
-    space: (H, W, C) pixel gain D, or None (gain 1)."""
+class Identity:
+    """M = I: the plain sampler."""
 
-    freq: Array | None = None
-    space: Array | None = None
+    def noise(self, z: Array) -> Array:
+        return z
 
-    @property
-    def is_identity(self) -> bool:
-        return self.freq is None and self.space is None
+    def drift(self, g: Array) -> Array:
+        return g
 
 
-def hermitian_symmetrize(r: np.ndarray) -> np.ndarray:
-    """(R(k) + R(-k)) / 2 for a gain (..., H, W) in native FFT layout."""
-    flipped = np.roll(np.flip(r, axis=(-2, -1)), shift=(1, 1), axis=(-2, -1))
-    return 0.5 * (r + flipped)
+_REGISTRY = Registry('sampling.precondition')
+register_preconditioner = _REGISTRY.register
 
 
-def make_preconditioner(freq_gain: np.ndarray | None = None,
-                        space_gain: np.ndarray | None = None) -> Preconditioner:
-    """Build from channel-first gains (C, H, W) as the reference stores them."""
-    freq = space = None
-    if freq_gain is not None and not np.all(np.asarray(freq_gain) == 1):
-        r = hermitian_symmetrize(np.asarray(freq_gain, np.float64))
-        w = r.shape[-1]
-        freq = jnp.asarray(np.moveaxis(r[..., : w // 2 + 1], 0, -1), jnp.float32)
-    if space_gain is not None and not np.all(np.asarray(space_gain) == 1):
-        space = jnp.asarray(np.moveaxis(np.asarray(space_gain), 0, -1), jnp.float32)
-    return Preconditioner(freq=freq, space=space)
+@register_preconditioner('none')
+def _identity(config, image_shape: tuple[int, int, int], images: ImageSource) -> Identity:
+    return Identity()
 
 
-def _filter(x: Array, gain_half: Array) -> Array:
-    """F^-1[R F x] over axes (1, 2) of an NHWC batch, R given on the half spectrum."""
-    h, w = x.shape[1], x.shape[2]
-    spec = jnp.fft.rfft2(x, axes=(1, 2))
-    return jnp.fft.irfft2(spec * gain_half, s=(h, w), axes=(1, 2)).astype(x.dtype)
+def _register_families() -> None:
+    from pds.method import pds_preconditioner  # noqa: F401  (registers 'pds')
 
 
-def apply_noise(p: Preconditioner, z: Array) -> Array:
-    """M z = C D z."""
-    if p.space is not None:
-        z = z * p.space
-    if p.freq is not None:
-        z = _filter(z, p.freq)
-    return z
+def preconditioner_names() -> tuple[str, ...]:
+    _register_families()
+    return _REGISTRY.names()
 
 
-def apply_drift(p: Preconditioner, g: Array) -> Array:
-    """M M^T g = C D^2 C g."""
-    if p.freq is None:
-        return g if p.space is None else g * p.space**2
-    if p.space is None:
-        return _filter(g, p.freq**2)
-    return _filter(_filter(g, p.freq) * p.space**2, p.freq)
-
-
-# --- The reference's complex formulation, kept as the independent check and benchmark baseline.
-
-def noise_complex(freq_gain_chw: np.ndarray, space_gain_chw: np.ndarray | None, z: Array) -> Array:
-    """Re F^-1[R F[D z]] with full complex FFTs (two transforms), NHWC in and out."""
-    r = jnp.moveaxis(jnp.asarray(freq_gain_chw), 0, -1)
-    y = z if space_gain_chw is None else z * jnp.moveaxis(jnp.asarray(space_gain_chw), 0, -1)
-    return jnp.real(jnp.fft.ifft2(r * jnp.fft.fft2(y, axes=(1, 2)), axes=(1, 2)))
-
-
-def drift_complex(freq_gain_chw: np.ndarray, space_gain_chw: np.ndarray | None, g: Array) -> Array:
-    """Re F^-1[R F[D^2 F^-1[R F g]]] with full complex FFTs (four transforms), NHWC."""
-    r = jnp.moveaxis(jnp.asarray(freq_gain_chw), 0, -1)
-    d2 = 1.0 if space_gain_chw is None else jnp.moveaxis(jnp.asarray(space_gain_chw), 0, -1) ** 2
-    inner = jnp.fft.ifft2(r * jnp.fft.fft2(g, axes=(1, 2)), axes=(1, 2))
-    return jnp.real(jnp.fft.ifft2(r * jnp.fft.fft2(d2 * inner, axes=(1, 2)), axes=(1, 2)))
+def preconditioner_from_config(config, image_shape: tuple[int, int, int],
+                               images: ImageSource) -> Preconditioner:
+    """M of ``sampling.precondition`` (a ConfigError names the field for unknown names)."""
+    _register_families()
+    return _REGISTRY.get(config.sampling.precondition)(config, image_shape, images)

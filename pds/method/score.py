@@ -22,6 +22,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pds.method import sde as sde_lib
+from pds.method.sde import bcast
+
 ModelFn = Callable[..., jax.Array]
 ScoreFn = Callable[..., jax.Array]
 
@@ -39,17 +42,10 @@ def get_model_fn(model: nn.Module, variables: dict[str, Any], train: bool = Fals
     return model_fn
 
 
-def _per_example(v: jax.Array, x: jax.Array) -> jax.Array:
-    """Reshape a (B,) vector to broadcast against x of shape (B, ...)."""
-    return jnp.reshape(v, (-1,) + (1,) * (x.ndim - 1))
-
-
 def get_score_fn(sde: Any, model: nn.Module, variables: dict[str, Any], train: bool = False,
                  continuous: bool = True) -> ScoreFn:
     """Return ``score_fn(x, t, rng=None) -> score`` for ``sde`` (a pds.method.sde VESDE,
     VPSDE or subVPSDE)."""
-    from pds.method import sde as sde_lib
-
     model_fn = get_model_fn(model, variables, train=train)
 
     if isinstance(sde, sde_lib.VPSDE):  # includes subVPSDE (a VPSDE subclass)
@@ -63,7 +59,7 @@ def get_score_fn(sde: Any, model: nn.Module, variables: dict[str, Any], train: b
                 labels = t * (sde.N - 1)
                 std = jnp.sqrt(1.0 - sde.alphas_cumprod)[labels.astype(jnp.int32)]
             eps = model_fn(x, labels, rng)
-            return -eps / _per_example(std, x)
+            return -eps / bcast(std, x)
 
         return vp_score_fn
 

@@ -23,8 +23,8 @@ Array = jnp.ndarray
 ScoreFn = Callable[[Array, Array], Array]
 
 
-def _bcast(v: Array, x: Array) -> Array:
-    """Broadcast a per-example vector (B,) against an NHWC batch."""
+def bcast(v: Array, x: Array) -> Array:
+    """Broadcast a per-example vector (B,) (or a scalar) against a batch x (B, ...)."""
     v = jnp.asarray(v)
     return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
 
@@ -91,13 +91,13 @@ class ReverseSDE:
     def sde(self, x: Array, t: Array) -> tuple[Array, Array]:
         drift, diffusion = self.forward.sde(x, t)
         score = self.score_fn(x, t)
-        drift = drift - _bcast(diffusion**2, x) * score * self._coef()
+        drift = drift - bcast(diffusion**2, x) * score * self._coef()
         return drift, jnp.zeros_like(diffusion) if self.probability_flow else diffusion
 
     def discretize(self, x: Array, t: Array, index: Array | None = None) -> tuple[Array, Array]:
         """Reverse discretisation: f_rev = f - c G^2 score, G_rev = (1 - pf) G."""
         f, G = self.forward.discretize(x, t, index)
-        rev_f = f - _bcast(G**2, x) * self.score_fn(x, t) * self._coef()
+        rev_f = f - bcast(G**2, x) * self.score_fn(x, t) * self._coef()
         return rev_f, jnp.zeros_like(G) if self.probability_flow else G
 
 
@@ -163,11 +163,11 @@ class VPSDE(SDE):
 
     def sde(self, x, t):
         beta = self.beta(t)
-        return -0.5 * _bcast(beta, x) * x, jnp.sqrt(beta)
+        return -0.5 * bcast(beta, x) * x, jnp.sqrt(beta)
 
     def marginal_prob(self, x, t):
         lmc = self.log_mean_coeff(t)
-        return _bcast(jnp.exp(lmc), x) * x, jnp.sqrt(1.0 - jnp.exp(2.0 * lmc))
+        return bcast(jnp.exp(lmc), x) * x, jnp.sqrt(1.0 - jnp.exp(2.0 * lmc))
 
     @property
     def prior_std(self) -> float:
@@ -178,7 +178,7 @@ class VPSDE(SDE):
         i = _ladder_index(t, self.N, index)
         beta = self.discrete_betas[i] * jnp.ones_like(t)
         alpha = self.alphas[i] * jnp.ones_like(t)
-        f = _bcast(jnp.sqrt(alpha), x) * x - x
+        f = bcast(jnp.sqrt(alpha), x) * x - x
         return f, jnp.sqrt(beta)
 
 
@@ -191,11 +191,11 @@ class subVPSDE(VPSDE):  # noqa: N801 (score_sde's name)
         discount = 1.0 - jnp.exp(
             -2.0 * self.beta_min * t - (self.beta_max - self.beta_min) * t**2
         )
-        return -0.5 * _bcast(beta, x) * x, jnp.sqrt(beta * discount)
+        return -0.5 * bcast(beta, x) * x, jnp.sqrt(beta * discount)
 
     def marginal_prob(self, x, t):
         lmc = self.log_mean_coeff(t)
-        return _bcast(jnp.exp(lmc), x) * x, 1.0 - jnp.exp(2.0 * lmc)
+        return bcast(jnp.exp(lmc), x) * x, 1.0 - jnp.exp(2.0 * lmc)
 
     def discretize(self, x, t, index=None):
         return SDE.discretize(self, x, t, index)

@@ -18,13 +18,13 @@ import os
 import numpy as np
 
 from pds.analytic.fd import noise_floor
-from pds.method.precondition import Preconditioner
+from pds.method.precondition import Identity
 from pds.modes.experiment import experiment_from_config
 from pds.modes.sample import count_rounds, sample_rounds
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
 from pds.sampling.grid import sampling_schedule
-from pds.sampling.sampler import spec_from_config
+from pds.sampling.solver import solver_from_config
 from pds.storage import outputs
 
 METHODS = ('none', 'pds')
@@ -55,7 +55,7 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     cfg = copy.deepcopy(config)
     cfg.sampling.precondition = 'pds'
     pds_exp = experiment_from_config(cfg, workdir)  # the score model is built (restored) once
-    base = {'pds': pds_exp, 'none': dataclasses.replace(pds_exp, precond=Preconditioner())}
+    base = {'pds': pds_exp, 'none': dataclasses.replace(pds_exp, precond=Identity())}
     h, w, _ = base['none'].image_shape
     floor, floor_std = noise_floor(base['none'].field, num, h, w, seed=config.seed + 1)
     say = print if distributed.is_main() else (lambda *a, **k: None)
@@ -69,14 +69,14 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
             cfg.sampling.precondition = method
             sde, grid = sampling_schedule(cfg)
             exp = dataclasses.replace(base[method], sde=sde, grid=grid)
-            res = sample_rounds(exp, spec_from_config(cfg, sde), cfg, num, batch,
+            res = sample_rounds(exp, solver_from_config(cfg, sde), cfg, num, batch,
                                 desc=f'{method} {n} it')
             fd = res.moments.frechet_distance(exp.field.spectrum(h, w))
             rows.append({'iterations': n, 'nfe': res.nfe, 'method': method,
                          'frechet_distance': fd, 'ratio_to_floor': fd / floor,
                          'sampling_seconds': res.sampling_seconds,
                          'compile_seconds': res.compile_seconds})
-            say(f'{method:>4} {n:5d} it  NFE {res.nfe:5d}  FD {fd:10.2f}  '
+            say(f'{method:>4} {n:5d} it  NFE {res.nfe:>5}  FD {fd:10.2f}  '
                   f'({fd / floor:.2f} x floor)  {res.sampling_seconds:.1f} s', flush=True)
 
     if distributed.is_main():  # one report (every process holds the same summed moments)

@@ -7,16 +7,17 @@ evaluation named ``exact``. ``<ckpt>`` below is the step or ``exact``.
 
 Rounds: ``eval.num_samples`` must be a multiple of ``eval.batch_size`` (whole rounds; else a
 ConfigError), and ``eval.batch_size`` a multiple of the device count. Round k draws the
-examples with global indices [k B, (k + 1) B) (``run_sample.sample_rounds``), so it depends
+examples with global indices [k B, (k + 1) B) (``pds.modes.sample.sample_rounds``), so it depends
 only on the settings, the seed and k. Outputs, each written atomically (temporary name, then
 rename; a file is whole or absent)::
 
     <workdir>/eval/<ckpt>/round_<k>.npz   samples (B, H, W, C) uint8, pool_3 (B, 2048) and
                                           logits (B, 1008) float32, index (B,) the rows'
-                                          global example indices, round (int),
-                                          fingerprint (str: SHA-256 of the settings); in a
-                                          job of n processes each process i writes its rows
-                                          to round_<k>_p<i>of<n>.npz instead
+                                          global example indices, nfe (B,) their score
+                                          evaluations, round (int), fingerprint
+                                          (str: SHA-256 of the settings); in a job of n
+                                          processes each process i writes its rows to
+                                          round_<k>_p<i>of<n>.npz instead
     <workdir>/eval/report_<ckpt>.npz      mu (2048,), sigma (2048, 2048) float64, num_images,
                                           resize: our statistics format (metrics.load_stats)
     <workdir>/eval/report_<ckpt>.json     FID, IS, KID, sample count, NFE, sampler settings
@@ -51,11 +52,19 @@ from absl import logging
 from evaluation.inception import RESIZE_POLICY
 from pds.modes import features
 from pds.modes.experiment import Experiment, experiment_from_config
-from pds.modes.sample import CompiledSampler, Round, compile_sampler, sample_rounds, sampler_summary
+from pds.modes.sample import (
+    CompiledSampler,
+    Round,
+    compile_sampler,
+    nfe_fields,
+    sample_rounds,
+    sampler_summary,
+)
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
 from pds.runtime.mesh import check_batch, data_mesh
-from pds.sampling.sampler import SamplerSpec, spec_from_config, to_uint8
+from pds.sampling.sampler import to_uint8
+from pds.sampling.solver import Solver, solver_from_config
 from pds.storage import outputs
 
 EXACT = 'exact'
@@ -69,7 +78,7 @@ class EvalContext:
     config: object
     workdir: str
     exp: Experiment
-    spec: SamplerSpec
+    solver: Solver
     params: dict
     weights_digest: str
     ref: features.Reference | None
@@ -147,7 +156,8 @@ def finished_rounds(round_dir: str, rounds: int, batch: int, fp: str) -> set[int
         if not os.path.exists(path):
             continue
         with np.load(path) as data:
-            ok = ('fingerprint' in data.files and str(data['fingerprint']) == fp
+            ok = ('fingerprint' in data.files and 'nfe' in data.files
+                  and str(data['fingerprint']) == fp
                   and data['pool_3'].shape[0] == local_batch(batch))
         if not ok:
             raise ConfigError('--workdir', os.path.dirname(round_dir),
@@ -197,24 +207,26 @@ def _sample_missing(ctx: EvalContext, name: str, round_dir: str, todo: list[int]
         feats = features.image_features(ctx.params, images, batch)
         outputs.write_npz(round_path(round_dir, r.k), samples=images, pool_3=feats['pool_3'],
                           logits=feats['logits'], index=r.index, round=np.int64(r.k),
+                          nfe=r.nfe,
                           fingerprint=np.array(fp))
         timing['inception_seconds'] += time.perf_counter() - t0
 
     exp = _experiment_for(ctx, name)
     if ctx.compiled is None:
-        ctx.compiled = compile_sampler(exp, ctx.spec, ctx.config, ctx.batch_size, data_mesh())
+        ctx.compiled = compile_sampler(exp, ctx.solver, ctx.config, ctx.batch_size, data_mesh())
         timing['compile_seconds'] = ctx.compiled.compile_seconds
-    res = sample_rounds(exp, ctx.spec, ctx.config, ctx.num_samples, ctx.batch_size, on_round,
+    res = sample_rounds(exp, ctx.solver, ctx.config, ctx.num_samples, ctx.batch_size, on_round,
                         desc=f'eval {name}', only=set(todo), compiled=ctx.compiled)
     # sample_rounds' clock includes on_round; report the sampler's share alone.
     timing['sampling_seconds'] = max(0.0, res.sampling_seconds - timing['inception_seconds'])
     return timing
 
 
-def load_round_features(round_dir: str, rounds: int) -> tuple[np.ndarray, np.ndarray]:
+def load_round_features(round_dir: str, rounds: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(pool_3 (N, 2048), logits (N, 1008)) of rounds 0..rounds-1 of every process, in global
     example order (each process reads its own files; no samples are read or gathered)."""
-    parts: dict[str, list[np.ndarray]] = {'index': [], 'pool_3': [], 'logits': []}
+    parts: dict[str, list[np.ndarray]] = {'index': [], 'pool_3': [], 'logits': [], 'nfe': []}
     for k in range(rounds):
         with np.load(round_path(round_dir, k)) as data:
             for key, chunks in parts.items():
@@ -224,7 +236,7 @@ def load_round_features(round_dir: str, rounds: int) -> tuple[np.ndarray, np.nda
     order = np.argsort(every['index'], kind='stable')
     if not np.array_equal(every['index'][order], np.arange(len(order))):
         raise RuntimeError(f'{round_dir}: example indices repeat or leave gaps')
-    return every['pool_3'][order], every['logits'][order]
+    return every['pool_3'][order], every['logits'][order], every['nfe'][order]
 
 
 def evaluate_checkpoint(ctx: EvalContext, name: str, overwrite: bool) -> dict:
@@ -247,13 +259,13 @@ def evaluate_checkpoint(ctx: EvalContext, name: str, overwrite: bool) -> dict:
     if done:
         logging.info('eval %s: resuming, %d of %d rounds on disk', name, len(done), ctx.rounds)
     timing = _sample_missing(ctx, name, round_dir, todo, fp)
-    pool3, logits = load_round_features(round_dir, ctx.rounds)
+    pool3, logits, nfe = load_round_features(round_dir, ctx.rounds)
     if not distributed.is_main():
         return {}
     if len(pool3) != ctx.num_samples:  # cannot happen with whole rounds; guard the invariant
         raise RuntimeError(f'{round_dir} holds {len(pool3)} samples, not {ctx.num_samples}')
     t_score = time.perf_counter()
-    report = _report(ctx, name, pool3, logits, len(done), len(todo))
+    report = _report(ctx, name, pool3, logits, nfe, len(done), len(todo))
     report['fingerprint'] = fp
     timing['scoring_seconds'] = time.perf_counter() - t_score
     timing['wall_seconds'] = time.perf_counter() - t_start
@@ -280,7 +292,7 @@ def _existing_report(ctx: EvalContext, path: str, fp: str) -> dict:
 
 
 def _report(ctx: EvalContext, name: str, pool3: np.ndarray, logits: np.ndarray,
-            resumed: int, sampled: int) -> dict:
+            nfe: np.ndarray, resumed: int, sampled: int) -> dict:
     config, exp = ctx.config, ctx.exp
     report = {
         'checkpoint': name, 'step': None if name == EXACT else int(name),
@@ -288,8 +300,8 @@ def _report(ctx: EvalContext, name: str, pool3: np.ndarray, logits: np.ndarray,
         'rounds_resumed': resumed, 'rounds_sampled': sampled,
         'devices': jax.device_count(), 'processes': jax.process_count(),
         'iterations': exp.grid.num_steps,
-        'nfe': exp.grid.num_steps * ctx.spec.nfe_per_iteration(),
-        'seed': config.seed, 'sampler': sampler_summary(config, exp, ctx.spec),
+        **nfe_fields(nfe),
+        'seed': config.seed, 'sampler': sampler_summary(config, exp, ctx.solver),
         'inception_weights': {'path': config.eval.inception_weights,
                               'sha256': ctx.weights_digest},
     }
@@ -308,8 +320,8 @@ def run(config, workdir: str, overwrite: bool = False) -> dict[str, dict]:
     params, digest = features.inception_params(config)
     ref = features.load_reference(config.eval.ref_stats)
     exp = experiment_from_config(config, workdir)
-    spec = spec_from_config(config, exp.sde)
-    ctx = EvalContext(config, workdir, exp, spec, params, digest, ref, num, batch)
+    solver = solver_from_config(config, exp.sde)
+    ctx = EvalContext(config, workdir, exp, solver, params, digest, ref, num, batch)
     reports = {name: evaluate_checkpoint(ctx, name, overwrite) for name in names}
     if ctx.compiled is not None:
         ctx.compiled.bar.close()

@@ -9,13 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from pds.method import masks
-from pds.method.precondition import Preconditioner, make_preconditioner
+from pds.method import precondition
+from pds.method.precondition import Preconditioner
 from pds.method.sde import SDE
-from pds.runtime.errors import ConfigError, check_choice
+from pds.runtime.errors import ConfigError
 from pds.sampling.grid import TimeGrid, sampling_schedule
-
-PRECONDITIONERS = ('none', 'pds')
 
 
 @dataclasses.dataclass
@@ -39,50 +37,22 @@ def image_shape(config) -> tuple[int, int, int]:
 def stats_images(config, n: int) -> np.ndarray:
     """n training images (N, H, W, C) in [0, 1], for mask statistics: exact field samples
     for exact-score models, else the first n images of ``config.data`` (pds.data.pipelines)."""
+    from pds.data.pipelines import load_images, unscale
+
     if config.model.name == 'gaussian_field':
         from pds.analytic.gaussian_field import field_from_config
 
         h, w, _ = image_shape(config)
         x = field_from_config(config).sample(np.random.default_rng(config.seed + 7919), n, h, w)
-        return (x + 1.0) / 2.0 if config.data.centered else x
-    from pds.data.pipelines import load_images
-
+        return unscale(x, config.data.centered)
     return load_images(config, n)
 
 
-def pds_gains(config) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Channel-first gains (R, D), each (C, H, W) or None, of ``sampling.pds``."""
-    pds = config.sampling.pds
-    masks.check_alpha(pds.alpha)
-    check_choice('sampling.pds.transform', pds.transform, masks.TRANSFORMS)
-    h, w, c = image_shape(config)
-    gains = []
-    images = None
-    for field, stat_fn, gain_fn in (
-            ('freq_mask', masks.frequency_statistic, masks.frequency_gain),
-            ('space_mask', masks.space_statistic, masks.space_gain)):
-        spec = pds[field]
-        if spec == '':
-            gains.append(None)
-            continue
-        if spec == 'stats':
-            n = pds.num_stat_images
-            if not isinstance(n, int) or n < 1:
-                raise ConfigError('sampling.pds.num_stat_images', n, 'an integer >= 1')
-            images = stats_images(config, n) if images is None else images
-            stat = stat_fn(images)
-        else:
-            stat = masks.load_mask(spec, f'sampling.pds.{field}', (c, h, w))
-        gains.append(gain_fn(stat, pds.alpha, pds.transform))
-    return gains[0], gains[1]
-
-
 def preconditioner_from_config(config) -> Preconditioner:
-    """M of ``sampling.precondition`` and ``sampling.pds`` (REFERENCE.md section 1)."""
-    check_choice('sampling.precondition', config.sampling.precondition, PRECONDITIONERS)
-    if config.sampling.precondition == 'none':
-        return Preconditioner()
-    return make_preconditioner(*pds_gains(config))
+    """M of ``sampling.precondition`` (REFERENCE.md section 1), statistics from
+    :func:`stats_images`."""
+    return precondition.preconditioner_from_config(config, image_shape(config),
+                                                   lambda n: stats_images(config, n))
 
 
 def score_model_from_config(config, workdir: str | None = None):

@@ -29,7 +29,7 @@ import numpy as np
 from evaluation import metrics
 from evaluation.inception import POOL_DIM, RESIZE_POLICY
 from evaluation.inception_weights import DIGEST_KEY, load_inception_params
-from pds.runtime.errors import ConfigError
+from pds.runtime.errors import ConfigError, positive_int
 
 FEATURE_KEYS = ('features', 'pool_3')  # raw reference features: ours, score_sde's
 
@@ -47,16 +47,10 @@ class Reference:
                 'resize': self.stats.resize, 'has_features': self.features is not None}
 
 
-def _positive_int(field: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(field, value, 'an integer >= 1')
-    return value
-
-
 def check_eval_fields(config) -> None:
     """The integer fields of the scoring block (ConfigError on the first bad one)."""
     for name in ('inception_batch_size', 'is_splits', 'kid_subset_size', 'kid_num_subsets'):
-        _positive_int(f'eval.{name}', config.eval[name])
+        positive_int(f'eval.{name}', config.eval[name])
 
 
 def inception_params(config) -> tuple[dict, str]:

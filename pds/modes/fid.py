@@ -2,8 +2,11 @@
 
 ``--source`` is either
 
-* a folder of ``.png`` / ``.jpg`` / ``.jpeg`` files (not recursive, read in sorted name order,
-  converted to RGB by PIL; all must have the same size), or
+* a folder of image files, read by the rule of every image folder in this codebase
+  (``pds.data.pipelines.ImageFolder``: files ending in one of
+  ``pds.data.pipelines.IMAGE_EXTENSIONS``, searched recursively, sorted by path, one channel
+  count for all), here grey or RGB (C = 1 or 3), all of the same size, and quantized as
+  clip(round(255 x)) to uint8 (exact for 8-bit files), or
 * an ``.npz`` with key ``samples`` (as ``--mode=sample`` and ``--mode=eval`` write) or
   ``arr_0`` (``np.savez(path, images)``, as many codebases write): uint8 (N, H, W, C), C = 1
   or 3.
@@ -13,7 +16,8 @@ Images go through the same FID Inception and resize as ``--mode=eval``
 numbers agree with an eval report of the same images. Writes ``<workdir>/fid_report.json``:
 FID, IS and KID (see ``pds.modes.features``), the image count and shape, the source and the
 weights' SHA-256. Errors (one line, exit code 2): missing or unreadable source, a folder
-without images, images of different sizes, reference statistics of another dimension.
+without images, images of different sizes or channel counts, reference statistics of another
+dimension.
 """
 
 from __future__ import annotations
@@ -24,13 +28,12 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
-from PIL import Image
 
+from pds.data.pipelines import ImageFolder
 from pds.modes import features
 from pds.runtime.errors import ConfigError
 from pds.storage import outputs
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 NPZ_KEYS = ('samples', 'arr_0')
 
 
@@ -41,11 +44,11 @@ class ImageSource:
     path: str
     kind: str  # 'folder' | 'npz'
     shape: tuple[int, int, int]  # (H, W, C)
-    files: list[str] = dataclasses.field(default_factory=list)
+    folder: ImageFolder | None = None
     array: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.files) if self.array is None else len(self.array)
+        return len(self.folder) if self.array is None else len(self.array)
 
     def chunks(self, size: int) -> Iterator[np.ndarray]:
         """uint8 (<= size, H, W, C) blocks in order; a folder holds one block in memory."""
@@ -53,30 +56,30 @@ class ImageSource:
             if self.array is not None:
                 yield self.array[lo: lo + size]
             else:
-                yield np.stack([_read_image(f, self.shape) for f in self.files[lo: lo + size]])
+                yield np.stack([self._read(i) for i in range(lo, min(lo + size, len(self)))])
+
+    def _read(self, index: int) -> np.ndarray:
+        """Folder image ``index`` as uint8 (H, W, C), checked to have the source's shape."""
+        arr = _to_uint8(self.folder.read(index))
+        if arr.shape != self.shape:
+            raise ConfigError('--source', self.folder.files[index],
+                              f'images of one size: {self.shape[1]}x{self.shape[0]} like the '
+                              f'first, not {arr.shape[1]}x{arr.shape[0]}')
+        return arr
 
 
-def _read_image(path: str, shape: tuple[int, int, int] | None = None) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert('RGB'), np.uint8)
-    except OSError as err:
-        raise ConfigError('--source', path, f'readable PNG/JPEG images ({err})') from None
-    if shape is not None and arr.shape != shape:
-        raise ConfigError('--source', path, f'images of one size: {shape[1]}x{shape[0]} like '
-                          f'the first, not {arr.shape[1]}x{arr.shape[0]}')
-    return arr
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    """[0, 1] floats -> uint8 clip(round(255 x)) (exact for images decoded from 8 bits)."""
+    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
 
 
 def _folder_source(path: str) -> ImageSource:
-    files = sorted(os.path.join(path, f) for f in os.listdir(path)
-                   if f.lower().endswith(IMAGE_EXTENSIONS)
-                   and os.path.isfile(os.path.join(path, f)))
-    if not files:
-        raise ConfigError('--source', path, 'a folder holding at least one '
-                          f"{'/'.join(IMAGE_EXTENSIONS)} image (it holds none)")
-    shape = _read_image(files[0]).shape
-    return ImageSource(path, 'folder', shape, files=files)
+    folder = ImageFolder(path, '--source')
+    if folder.channels not in (1, 3):
+        raise ConfigError('--source', path, f'grey or RGB images (C = 1 or 3), found '
+                          f'{folder.channels}-channel images')
+    shape = _to_uint8(folder.read(0)).shape
+    return ImageSource(path, 'folder', shape, folder=folder)
 
 
 def _npz_source(path: str) -> ImageSource:
@@ -99,14 +102,14 @@ def _npz_source(path: str) -> ImageSource:
 def open_source(source: str | None) -> ImageSource:
     """The images of ``--source`` (ConfigError when missing, empty or unreadable)."""
     if not source:
-        raise ConfigError('--source', source, 'a folder of PNG/JPEG images or an .npz of '
+        raise ConfigError('--source', source, 'a folder of images or an .npz of '
                           "uint8 images ('samples' or 'arr_0') for --mode=fid")
     if os.path.isdir(source):
         return _folder_source(source)
     if os.path.isfile(source) and source.lower().endswith('.npz'):
         return _npz_source(source)
     what = 'does not exist' if not os.path.exists(source) else 'is neither a folder nor .npz'
-    raise ConfigError('--source', source, f'a folder of PNG/JPEG images or an .npz file '
+    raise ConfigError('--source', source, f'a folder of images or an .npz file '
                       f'(this path {what})')
 
 

@@ -32,7 +32,8 @@ from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
 from pds.runtime.mesh import data_mesh, replicate, replicated
 from pds.runtime.progress import IterationBar, round_bar
-from pds.sampling.sampler import Sampler, SamplerSpec, build_sampler, spec_from_config, to_uint8
+from pds.sampling.sampler import Sampler, build_sampler, to_uint8
+from pds.sampling.solver import Solver, solver_from_config
 from pds.storage import outputs
 
 GRID_IMAGES = 64
@@ -40,7 +41,8 @@ GRID_IMAGES = 64
 
 @dataclasses.dataclass
 class RunResult:
-    nfe: int
+    nfe: int | float  # score evaluations per example: an int when every example used the same
+    nfe_max: int
     iterations: int
     compile_seconds: float
     sampling_seconds: float
@@ -58,6 +60,7 @@ class Round:
     rows: np.ndarray  # (n, H, W, C) float32
     array: jax.Array  # (B, H, W, C), sharded over the mesh
     valid: int  # rows of the round below num_samples (all processes)
+    nfe: np.ndarray  # (n,) int32 score evaluations of each row
 
 
 def count_rounds(num_samples, batch_size) -> int:
@@ -67,7 +70,7 @@ def count_rounds(num_samples, batch_size) -> int:
     return math.ceil(num_samples / batch_size)
 
 
-def sample_rounds(exp: Experiment, spec: SamplerSpec, config, num_samples: int,
+def sample_rounds(exp: Experiment, solver: Solver, config, num_samples: int,
                   batch_size: int, on_round: Callable[[Round], None] | None = None,
                   desc: str = 'sampling', only: Collection[int] | None = None,
                   compiled: CompiledSampler | None = None) -> RunResult:
@@ -86,7 +89,7 @@ def sample_rounds(exp: Experiment, spec: SamplerSpec, config, num_samples: int,
     main = distributed.is_main()
     own = compiled is None
     if own:
-        compiled = compile_sampler(exp, spec, config, batch_size, mesh, desc)
+        compiled = compile_sampler(exp, solver, config, batch_size, mesh, desc)
     sampler, bar = compiled.sampler, compiled.bar
     bar.bar.set_description(desc)
     variables = replicate(exp.variables, mesh)
@@ -97,16 +100,20 @@ def sample_rounds(exp: Experiment, spec: SamplerSpec, config, num_samples: int,
         h, w, c = exp.image_shape
         moments = FourierMoments(np.asarray(exp.field.mean), 0, np.zeros((h, w, c), complex),
                                  np.zeros((h, w, c)))
+    nfe_sum, nfe_max, nfe_min = 0, 0, np.iinfo(np.int64).max
     t0 = time.perf_counter()
     with round_bar(len(todo), desc, enabled=main) as rbar:
         for k in todo:
             bar.reset()
-            array = sampler(variables, precond, config.seed, k * batch_size)
+            array, nfe = sampler.run(variables, precond, config.seed, k * batch_size)
             index, rows = distributed.local_rows(array)
             index = index + k * batch_size
             keep = index < num_samples
-            r = Round(k, index[keep], rows[keep], array, min(batch_size,
-                                                              num_samples - k * batch_size))
+            r = Round(k, index[keep], rows[keep], array,
+                      min(batch_size, num_samples - k * batch_size),
+                      distributed.local_rows(nfe)[1][keep])
+            nfe_sum, nfe_max = nfe_sum + int(r.nfe.sum()), max([nfe_max, *r.nfe.tolist()])
+            nfe_min = min([nfe_min, *r.nfe.tolist()])
             if moments is not None and len(r.rows):
                 moments.update(r.rows)
             if on_round is not None:
@@ -114,13 +121,39 @@ def sample_rounds(exp: Experiment, spec: SamplerSpec, config, num_samples: int,
             rbar.update(1)
     if own:
         bar.close()
-    return RunResult(sampler.nfe, exp.grid.num_steps, compile_s, time.perf_counter() - t0,
-                     num_samples, _sum_over_processes(moments))
+    seconds = time.perf_counter() - t0
+    nfe_sum, nfe_max, nfe_min, rows = _nfe_over_processes(nfe_sum, nfe_max, nfe_min,
+                                                          num_rows(num_samples, batch_size, todo))
+    nfe = nfe_max if nfe_min == nfe_max else nfe_sum / max(rows, 1)
+    return RunResult(nfe, nfe_max, exp.grid.num_steps, compile_s, seconds, num_samples,
+                     _sum_over_processes(moments))
+
+
+def nfe_fields(nfe: np.ndarray) -> dict:
+    """Report fields of per-example NFE counts: 'nfe' (an int when every example used the
+    same, else the mean) and, when they differ, 'nfe_max'."""
+    nfe = np.asarray(nfe)
+    if nfe.min() == nfe.max():
+        return {'nfe': int(nfe.max())}
+    return {'nfe': float(nfe.mean()), 'nfe_max': int(nfe.max())}
+
+
+def num_rows(num_samples: int, batch_size: int, rounds: Collection[int]) -> int:
+    return sum(min(batch_size, num_samples - k * batch_size) for k in rounds)
+
+
+def _nfe_over_processes(total: int, most: int, least: int, rows: int
+                        ) -> tuple[int, int, int, int]:
+    if jax.process_count() == 1:
+        return total, most, least, rows
+    parts = distributed.gather({'s': np.int64(total), 'max': np.int64(most),
+                                'min': np.int64(least)})
+    return (int(parts['s'].sum()), int(parts['max'].max()), int(parts['min'].min()), rows)
 
 
 @dataclasses.dataclass
 class CompiledSampler:
-    """A sampler compiled for one (SDE, grid, score model, shape, batch, spec) and its
+    """A sampler compiled for one (SDE, grid, score model, shape, batch, solver) and its
     iteration bar; any variables of the same shapes run on it."""
 
     sampler: Sampler
@@ -128,11 +161,11 @@ class CompiledSampler:
     compile_seconds: float
 
 
-def compile_sampler(exp: Experiment, spec: SamplerSpec, config, batch_size: int, mesh,
+def compile_sampler(exp: Experiment, solver: Solver, config, batch_size: int, mesh,
                     desc: str = 'sampling') -> CompiledSampler:
     bar = IterationBar(exp.grid.num_steps, desc, enabled=distributed.is_main())
     sampler = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch_size,
-                            mesh, spec, progress=bar,
+                            mesh, solver, progress=bar,
                             progress_every=int(config.sampling.progress_every))
     shapes = lambda tree: jax.tree_util.tree_map(  # compiled from shapes: nothing is copied
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated(mesh)), tree)
@@ -166,9 +199,9 @@ def load_samples(workdir: str, key: str = 'samples') -> tuple[np.ndarray, np.nda
     return index, rows
 
 
-def sampler_summary(config, exp: Experiment, spec: SamplerSpec) -> dict:
+def sampler_summary(config, exp: Experiment, solver: Solver) -> dict:
     s = config.sampling
-    out = dataclasses.asdict(spec)
+    out = solver.summary()
     out.update(sde=type(exp.sde).__name__, iterations=exp.grid.num_steps, eps=exp.grid.eps,
                precondition=s.precondition)
     if s.precondition == 'pds':
@@ -191,7 +224,7 @@ def _claim(sample_dir: str, metrics_path: str, grid_path: str, overwrite: bool) 
 def run(config, workdir: str, overwrite: bool = False) -> dict:
     outputs.prepare_workdir(workdir)
     exp = experiment_from_config(config, workdir)
-    spec = spec_from_config(config, exp.sde)
+    solver = solver_from_config(config, exp.sde)
     num, batch = config.eval.num_samples, config.eval.batch_size
     rounds = count_rounds(num, batch)
     sample_dir = os.path.join(workdir, 'samples')
@@ -210,7 +243,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
         if want > 0:  # every process takes part: the rows may live on several
             shown.append(to_uint8(distributed.first_rows(r.array, want), config.data.centered))
 
-    res = sample_rounds(exp, spec, config, num, batch, on_round)
+    res = sample_rounds(exp, solver, config, num, batch, on_round)
     distributed.barrier('sample:written')
     if not distributed.is_main():
         return {}
@@ -222,8 +255,10 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
         'compile_seconds': round(res.compile_seconds, 3),
         'sampling_seconds': round(res.sampling_seconds, 3),
         'seconds_per_iteration': round(res.sampling_seconds / (rounds * res.iterations), 6),
-        'sampler': sampler_summary(config, exp, spec), 'seed': config.seed,
+        'sampler': sampler_summary(config, exp, solver), 'seed': config.seed,
     }
+    if res.nfe != res.nfe_max:  # adaptive solvers: the mean above, the largest here
+        metrics['nfe_max'] = res.nfe_max
     if res.moments is not None:
         h, w, _ = exp.image_shape
         fd = res.moments.frechet_distance(exp.field.spectrum(h, w))

@@ -35,7 +35,7 @@ import numpy as np
 from pds.data.pipelines import load_images
 from pds.method import masks
 from pds.runtime import distributed
-from pds.runtime.errors import ConfigError
+from pds.runtime.errors import ConfigError, positive_int
 from pds.storage import outputs
 
 STATS_DIR = 'stats'
@@ -103,9 +103,7 @@ def with_source(config, source: str | None):
 def run(config, workdir: str, overwrite: bool = False, source: str | None = None) -> dict:
     """Write the statistics files (module docstring); returns the summary dict."""
     config = with_source(config, source)
-    n = config.sampling.pds.num_stat_images
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError('sampling.pds.num_stat_images', n, 'an integer >= 1')
+    n = positive_int('sampling.pds.num_stat_images', config.sampling.pds.num_stat_images)
     outputs.prepare_workdir(workdir)
     out_dir = os.path.join(workdir, STATS_DIR)
     paths = {name: os.path.join(out_dir, name) for name in FILES}

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from pds.method.sde import sde_from_config
 from pds.runtime import distributed
-from pds.runtime.errors import ConfigError
+from pds.runtime.errors import ConfigError, positive_int
 from pds.runtime.mesh import DATA_AXIS, check_batch, data_mesh, replicate, replicated
 from pds.storage import outputs, sampling_checkpoints
 from pds.storage.summaries import METRICS_FILE, TENSORBOARD_DIR, Summaries, truncate_metrics
@@ -81,18 +81,12 @@ class Plan:
         return step > 0 and step % freq == 0
 
 
-def _positive_int(field: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(field, value, 'an integer >= 1')
-    return int(value)
-
-
 def plan_from_config(config) -> Plan:
     t = config.training
-    jitted = _positive_int('training.n_jitted_steps', t.n_jitted_steps)
+    jitted = positive_int('training.n_jitted_steps', t.n_jitted_steps)
     freqs = {}
     for name in ('log_freq', 'eval_freq', 'snapshot_freq', 'snapshot_freq_for_preemption'):
-        v = _positive_int(f'training.{name}', t[name])
+        v = positive_int(f'training.{name}', t[name])
         if v % jitted:
             raise ConfigError(f'training.{name}', v, 'a multiple of training.n_jitted_steps='
                               f'{jitted} (events happen between compiled calls)')
@@ -129,7 +123,8 @@ class SnapshotSampler:
         from pds.method.score import get_score_fn
         from pds.modes.experiment import image_shape, preconditioner_from_config
         from pds.sampling.grid import sampling_schedule
-        from pds.sampling.sampler import build_sampler, spec_from_config
+        from pds.sampling.sampler import build_sampler
+        from pds.sampling.solver import solver_from_config
 
         sde, grid = sampling_schedule(config)
         n = jax.device_count()
@@ -137,7 +132,7 @@ class SnapshotSampler:
         continuous = bool(config.training.continuous)
         builder = lambda s, v: get_score_fn(s, model, v, train=False, continuous=continuous)
         self.sampler = build_sampler(sde, grid, builder, image_shape(config), self.batch,
-                                     mesh, spec_from_config(config, sde))
+                                     mesh, solver_from_config(config, sde))
         self.precond = replicate(preconditioner_from_config(config), mesh)
         self.config = config
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import socket
 import sys
 import threading
 from typing import Any
@@ -80,6 +81,14 @@ def resolve(launch: Launch) -> Launch:
     if out.cpu_devices is not None and out.cpu_devices < 1:
         raise ConfigError('--cpu_devices', out.cpu_devices, 'an integer >= 1')
     return out
+
+
+def free_port(host: str = 'localhost') -> int:
+    """A TCP port free on ``host`` now, for the coordinator of a job started on this machine
+    (another program may still take it before the coordinator binds it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def initialize(launch: Launch) -> Launch:

@@ -15,3 +15,10 @@ def check_choice(field: str, value: Any, choices) -> None:
     """Raise :class:`ConfigError` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ConfigError(field, value, "allowed: " + ", ".join(repr(c) for c in choices))
+
+
+def positive_int(field: str, value: Any) -> int:
+    """``value`` as an int; :class:`ConfigError` unless it is an integer >= 1 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(field, value, 'an integer >= 1')
+    return int(value)

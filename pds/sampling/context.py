@@ -1,8 +1,9 @@
-"""What one predictor or corrector step sees: the SDE, the score, the preconditioner, the batch.
+"""What a solver step sees besides its own state: the SDE, the score, the preconditioner, the
+examples' random streams and the batch collectives.
 
-Steps are pure functions ``step(env, x, t, index, noise) -> (x, x_mean)`` with x NHWC (the
-local shard of the batch), t (B,) the continuous time, ``index`` the scalar ladder index and
-``noise(slot)`` the slot-th standard normal draw of this iteration, one per example.
+Inside the sharded sampler x is the local shard (B_local, H, W, C) of the global batch; the
+collectives reduce over the GLOBAL batch in global order, so results do not depend on the
+device count.
 """
 
 from __future__ import annotations
@@ -12,22 +13,63 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 
-from pds.method.precondition import Preconditioner, apply_drift, apply_noise
+from pds.method.precondition import Preconditioner
 from pds.method.sde import SDE, VPSDE, ReverseSDE
+from pds.sampling.grid import Interval
+from pds.sampling.noise import draw
 
 Array = jnp.ndarray
-NoiseFn = Callable[[int], Array]
+ScoreFn = Callable[[Array, Array], Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    sde: SDE
+    score_fn: ScoreFn  # s(x, t) ~ grad_x log p_t(x); x (B, H, W, C), t (B,)
+    precond: Preconditioner
+    keys: Array  # (B_local,) per-example keys (pds.sampling.noise)
+    image_shape: tuple[int, int, int]  # (H, W, C)
+    batch_mean: Callable[[Array], Array]  # (B_local,) -> scalar mean over the global batch
+    batch_any: Callable[[Array], Array]  # (B_local,) bool -> scalar: any over the global batch
+
+    @property
+    def local_batch(self) -> int:
+        return int(self.keys.shape[0])
+
+    def noise(self, interval: Interval, slot: int) -> Array:
+        """The slot-th standard normal draw of this iteration, one per example."""
+        return draw(self.keys, self.image_shape, interval.iteration + 1, slot)
+
+    def times(self, t: Array) -> Array:
+        """A scalar time as the per-example vector (B_local,) the score expects."""
+        return jnp.full((self.local_batch,), t, jnp.float32)
+
+    def counting(self) -> tuple[Context, list[None]]:
+        """A copy whose score function appends to the returned list at every call: a loop
+        traces a step once with it to count the step's score evaluations (NFE)."""
+        calls: list[None] = []
+        score = self.score_fn
+
+        def counted(x, t):
+            calls.append(None)
+            return score(x, t)
+
+        return dataclasses.replace(self, score_fn=counted), calls
 
 
 @dataclasses.dataclass(frozen=True)
 class StepEnv:
+    """What one predictor or corrector step sees (the predictor-corrector solver's pieces):
+    ``step(env, x, t, index, noise) -> (x, x_mean)`` with t (B,), ``index`` the ladder index
+    and ``noise(slot)`` the slot-th standard normal draw of this iteration."""
+
     sde: SDE
-    score_fn: Callable[[Array, Array], Array]
+    score_fn: ScoreFn
     precond: Preconditioner
     snr: float
     n_steps: int
     probability_flow: bool
-    batch_mean: Callable[[Array], Array]  # (B_local,) -> scalar mean over the GLOBAL batch
+    batch_mean: Callable[[Array], Array]
 
     @property
     def reverse(self) -> ReverseSDE:
@@ -35,11 +77,11 @@ class StepEnv:
 
     def drift(self, g: Array) -> Array:
         """M M^T g."""
-        return apply_drift(self.precond, g)
+        return self.precond.drift(g)
 
     def noise_term(self, z: Array) -> Array:
         """M z."""
-        return apply_noise(self.precond, z)
+        return self.precond.noise(z)
 
     def langevin_alpha(self, index: Array) -> Array:
         """a_t of the corrector step size: alphas[i] for VP / subVP, 1 for VE."""
@@ -51,8 +93,3 @@ class StepEnv:
 def per_example_norm(x: Array) -> Array:
     """||x_b||_2 over all pixels and channels, shape (B,)."""
     return jnp.sqrt(jnp.sum(jnp.square(x), axis=tuple(range(1, x.ndim))))
-
-
-def bcast(v: Array, x: Array) -> Array:
-    v = jnp.asarray(v)
-    return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from pds.sampling.context import StepEnv, bcast, per_example_norm
-from pds.sampling.registry import Registry
+from pds.method.sde import bcast
+from pds.runtime.registry import Registry
+from pds.sampling.context import StepEnv, per_example_norm
 
 _REGISTRY = Registry('sampling.corrector')
 register_corrector = _REGISTRY.register

@@ -5,16 +5,31 @@ discrete ladder rebuilt with N levels, smallest time eps = base_eps * speed_up (
 for VE, 1e-3 for VP/subVP), times t_i = linspace(1, eps, N)[i]. ``sampling.steps`` overrides
 N directly and keeps eps = base_eps. Iteration i uses ladder index N - 1 - i (the intended
 value of floor(t_i (N - 1)), computed exactly instead of through float32 rounding).
+
+A solver step sees one :class:`Interval` of the grid: [t_i, t_next_i] with t_next_i = t_{i+1}
+and t_next_{N-1} = 0 (the last interval ends at the data), its ladder index and iteration i.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from pds.method.sde import SDE, base_sampling_eps, sde_from_config
 from pds.runtime.errors import ConfigError
+
+
+@struct.dataclass
+class Interval:
+    """One step's interval (scalars inside a loop; leading axis N for the whole grid)."""
+
+    t: jnp.ndarray  # float32, the start time
+    t_next: jnp.ndarray  # float32, the end time (< t)
+    index: jnp.ndarray  # int32, the SDE's discrete ladder index at t
+    iteration: jnp.ndarray  # int32, i
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +41,16 @@ class TimeGrid:
     @property
     def num_steps(self) -> int:
         return int(self.t.shape[0])
+
+    @property
+    def t_next(self) -> np.ndarray:
+        """(N,) float32: t_{i+1}, and 0 after the last point."""
+        return np.append(self.t[1:], np.float32(0.0)).astype(np.float32)
+
+    def intervals(self) -> Interval:
+        """Every interval of the grid, stacked on a leading axis (the xs of a scan)."""
+        return Interval(jnp.asarray(self.t), jnp.asarray(self.t_next), jnp.asarray(self.index),
+                        jnp.arange(self.num_steps, dtype=jnp.int32))
 
 
 def time_grid(n: int, eps: float, T: float = 1.0) -> TimeGrid:

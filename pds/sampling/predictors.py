@@ -10,10 +10,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from pds.method.sde import VESDE, VPSDE, subVPSDE
+from pds.method.sde import VESDE, VPSDE, bcast, subVPSDE
 from pds.runtime.errors import ConfigError
-from pds.sampling.context import StepEnv, bcast
-from pds.sampling.registry import Registry
+from pds.runtime.registry import Registry
+from pds.sampling.context import StepEnv
 
 _REGISTRY = Registry('sampling.predictor')
 register_predictor = _REGISTRY.register

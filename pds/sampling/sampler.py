@@ -1,16 +1,17 @@
-"""The predictor-corrector sampler: one ``lax.scan`` over the time grid in one ``jax.jit``,
-the batch sharded over the device mesh with ``shard_map`` and the parameters replicated.
+"""The sampler: one solver run by one loop over the time grid, in one ``jax.jit``, with the
+batch sharded over the device mesh by ``shard_map`` and the parameters replicated.
+
+    x_T = prior_std * M z          (z from each example's prior stream, M the preconditioner)
+    x_0, nfe = scan_loop(solver, context, grid, x_T)
 
 Reproducibility: example b of the run (global index = offset + position in the global batch)
-draws all its noise from key(seed) folded with b, then with the iteration and the slot, so a
-seed gives the same samples on 1 or N devices. The corrector's batch means gather the
-per-example norms of the whole batch in global order before averaging, so they are
-bit-identical across device counts as well.
+draws all its noise from its own stream (:mod:`pds.sampling.noise`), and batch statistics
+gather the whole batch in global order, so a seed gives bit-identical samples on 1 or N
+devices.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,122 +22,65 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from pds.method.precondition import Preconditioner, apply_noise
-from pds.method.sde import SDE, subVPSDE
-from pds.runtime.errors import ConfigError
+from pds.method.precondition import Preconditioner
+from pds.method.sde import SDE
 from pds.runtime.mesh import DATA_AXIS, check_batch
-from pds.sampling.context import StepEnv
-from pds.sampling.correctors import get_corrector
+from pds.sampling.context import Context
 from pds.sampling.grid import TimeGrid
-from pds.sampling.predictors import get_predictor
+from pds.sampling.loops import scan_loop
+from pds.sampling.noise import PRIOR_TAG, draw, example_keys
+from pds.sampling.solver import Solver
 
 Array = jnp.ndarray
 ScoreBuilder = Callable[[SDE, Any], Callable[[Array, Array], Array]]
 
-PRIOR_TAG = 0  # fold_in tag of the prior draw; iteration i uses tag i + 1
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplerSpec:
-    predictor: str = 'reverse_diffusion'
-    corrector: str = 'langevin'
-    snr: float = 0.16
-    n_steps_each: int = 1
-    probability_flow: bool = False
-    noise_removal: bool = True
-
-    def nfe_per_iteration(self) -> int:
-        return (self.predictor != 'none') + self.n_steps_each * (self.corrector != 'none')
-
-
-def spec_from_config(config, sde: SDE) -> SamplerSpec:
-    s = config.sampling
-    if s.method != 'pc':
-        raise ConfigError('sampling.method', s.method, "allowed: 'pc'")
-    get_predictor(s.predictor)
-    get_corrector(s.corrector)
-    if s.predictor == 'ancestral_sampling' and isinstance(sde, subVPSDE):
-        raise ConfigError('sampling.predictor', s.predictor,
-                          'training.sde vesde or vpsde (no ancestral step for subvpsde)')
-    if not isinstance(s.n_steps_each, int) or s.n_steps_each < 1:
-        raise ConfigError('sampling.n_steps_each', s.n_steps_each, 'an integer >= 1')
-    if not isinstance(s.snr, int | float) or not s.snr > 0:
-        raise ConfigError('sampling.snr', s.snr, 'a number > 0')
-    return SamplerSpec(s.predictor, s.corrector, float(s.snr), int(s.n_steps_each),
-                       bool(s.probability_flow), bool(s.noise_removal))
-
-
-def example_keys(seed: Array, global_index: Array) -> Array:
-    """One key per example: key(seed) folded with its global index."""
-    return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(seed), global_index)
-
-
-def draw(keys: Array, shape: tuple[int, ...], *tags: Array) -> Array:
-    """A standard normal (B, *shape) draw, each example from its key folded with ``tags``."""
-
-    def one(k):
-        for tag in tags:
-            k = jax.random.fold_in(k, tag)
-        return jax.random.normal(k, shape, jnp.float32)
-
-    return jax.vmap(one)(keys)
-
 
 def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
                   image_shape: tuple[int, int, int], batch_size: int, mesh: Mesh,
-                  spec: SamplerSpec, progress: Callable[[int], None] | None = None,
+                  solver: Solver, progress: Callable[[int], None] | None = None,
                   progress_every: int = 0) -> Sampler:
-    """The sampler ``sample(variables, precond, seed, offset) -> x_0`` of shape
-    (batch_size, H, W, C), sharded over ``mesh`` on the batch axis. ``offset`` is the global
-    index of the first example (round k of size B uses offset k B)."""
+    """The sampler ``sample(variables, precond, seed, offset) -> (x_0, nfe)``, x_0 of shape
+    (batch_size, H, W, C) and nfe (batch_size,), sharded over ``mesh`` on the batch axis.
+    ``offset`` is the global index of the first example (round k of size B uses offset k B).
+    ``progress(i)`` is called on the host about every ``progress_every`` iterations."""
     local_b = check_batch('eval.batch_size', batch_size, mesh)
-    predictor, corrector = get_predictor(spec.predictor), get_corrector(spec.corrector)
     n = grid.num_steps
     every = progress_every if progress_every > 0 else max(1, n // 50)
-    t_grid, index_grid = jnp.asarray(grid.t), jnp.asarray(grid.index)
 
     def batch_mean(v):
         return jnp.mean(jax.lax.all_gather(v, DATA_AXIS, tiled=True))
+
+    def batch_any(v):
+        return jax.lax.psum(jnp.sum(v.astype(jnp.int32)), DATA_AXIS) > 0
 
     def report(i):
         jax.debug.callback(lambda k: progress(int(k)), i + 1)
 
     def body(variables, precond: Preconditioner, seed, offset):
         device = jax.lax.axis_index(DATA_AXIS)
-        gidx = offset + device * local_b + jnp.arange(local_b)
-        keys = example_keys(seed, gidx)
-        env = StepEnv(sde, score_builder(sde, variables), precond, spec.snr, spec.n_steps_each,
-                      spec.probability_flow, batch_mean)
-        x = sde.prior_sampling(apply_noise(precond, draw(keys, image_shape, PRIOR_TAG)))
+        keys = example_keys(seed, offset + device * local_b + jnp.arange(local_b))
+        ctx = Context(sde, score_builder(sde, variables), precond, keys, image_shape,
+                      batch_mean, batch_any)
+        x = sde.prior_sampling(precond.noise(draw(keys, image_shape, PRIOR_TAG)))
 
-        def step(carry, inp):
-            x, _ = carry
-            t, index, i = inp
-            vec_t = jnp.full((local_b,), t, jnp.float32)
-            tag = i + 1
-            c_noise = lambda slot: draw(keys, image_shape, tag, slot)
-            p_noise = lambda slot: draw(keys, image_shape, tag, spec.n_steps_each + slot)
-            x, x_mean = corrector(env, x, vec_t, index, c_noise)
-            x, x_mean = predictor(env, x, vec_t, index, p_noise)
-            if progress is not None:
-                due = (device == 0) & (((i + 1) % every == 0) | (i + 1 == n))
-                jax.lax.cond(due, lambda: report(i), lambda: None)
-            return (x, x_mean), None
+        def on_step(i):
+            due = (device == 0) & (((i + 1) % every == 0) | (i + 1 == n))
+            jax.lax.cond(due, lambda: report(i), lambda: None)
 
-        (x, x_mean), _ = jax.lax.scan(step, (x, x), (t_grid, index_grid, jnp.arange(n)))
-        return x_mean if spec.noise_removal else x
+        return scan_loop(solver, ctx, grid, x, on_step if progress is not None else None)
 
     sharded = jax.shard_map(body, mesh=mesh, in_specs=(P(), P(), P(), P()),
-                            out_specs=P(DATA_AXIS), check_vma=False)
-    return Sampler(jax.jit(sharded), n * spec.nfe_per_iteration())
+                            out_specs=(P(DATA_AXIS), P(DATA_AXIS)), check_vma=False)
+    return Sampler(jax.jit(sharded))
 
 
 class Sampler:
     """A compiled sampler: ``compile(variables, precond)`` once (ahead of time, timed), then
-    ``sampler(variables, precond, seed, offset)`` per round."""
+    ``sampler(variables, precond, seed, offset) -> x_0`` per round (``run`` also returns the
+    per-example NFE)."""
 
-    def __init__(self, jitted, nfe: int):
-        self.jitted, self.nfe = jitted, nfe
+    def __init__(self, jitted):
+        self.jitted = jitted
         self._compiled = None
         self.compile_seconds = 0.0
 
@@ -151,10 +95,16 @@ class Sampler:
         self.compile_seconds = time.perf_counter() - t0
         return self.compile_seconds
 
-    def __call__(self, variables, precond: Preconditioner, seed: int, offset: int = 0):
+    def run(self, variables, precond: Preconditioner, seed: int, offset: int = 0
+            ) -> tuple[jax.Array, jax.Array]:
+        """(x_0, nfe): the samples and each example's score evaluations."""
         if self._compiled is None:
             self.compile(variables, precond)
         return self._compiled(variables, precond, *self._scalars(seed, offset))
+
+    def __call__(self, variables, precond: Preconditioner, seed: int, offset: int = 0
+                 ) -> jax.Array:
+        return self.run(variables, precond, seed, offset)[0]
 
 
 def to_uint8(x: np.ndarray, centered: bool) -> np.ndarray:

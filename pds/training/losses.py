@@ -37,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pds.method.sde import SDE, VESDE, VPSDE, subVPSDE
+from pds.method.sde import SDE, VESDE, VPSDE, bcast, subVPSDE
 from pds.runtime.errors import ConfigError
 
 Array = jax.Array
@@ -52,10 +52,6 @@ def _reducer(reduce_mean: bool) -> Callable[[Array], Array]:
     if reduce_mean:
         return lambda v: jnp.mean(v.reshape(v.shape[0], -1), axis=-1)
     return lambda v: 0.5 * jnp.sum(v.reshape(v.shape[0], -1), axis=-1)
-
-
-def _bcast(v: Array, x: Array) -> Array:
-    return v.reshape((-1,) + (1,) * (x.ndim - 1))
 
 
 def draw_time(keys: Array, eps: float, T: float = 1.0) -> Array:
@@ -106,12 +102,12 @@ def sde_loss(sde: SDE, score_fn: Callable, reduce_mean: bool = True,
         t = draw_time(keys, eps, sde.T)
         z = draw_noise(keys, x.shape[1:])
         mean, std = sde.marginal_prob(x, t)
-        x_t = mean + _bcast(std, x) * z
+        x_t = mean + bcast(std, x) * z
         score = per_example(score_fn(variables))(x_t, t, dropout_keys(keys))
         if not likelihood_weighting:
-            return reduce(jnp.square(score * _bcast(std, x) + z))
+            return reduce(jnp.square(score * bcast(std, x) + z))
         g2 = sde.sde(jnp.zeros_like(x), t)[1] ** 2
-        return reduce(jnp.square(score + z / _bcast(std, x))) * g2
+        return reduce(jnp.square(score + z / bcast(std, x))) * g2
 
     return loss_fn
 
@@ -124,9 +120,9 @@ def smld_loss(sde: VESDE, model_fn: Callable, reduce_mean: bool = False) -> Loss
     def loss_fn(variables, x, keys):
         n = draw_label(keys, sde.N)
         sigma = sigmas[n]
-        noise = _bcast(sigma, x) * draw_noise(keys, x.shape[1:])
+        noise = bcast(sigma, x) * draw_noise(keys, x.shape[1:])
         score = per_example(model_fn(variables))(x + noise, n, dropout_keys(keys))
-        target = -noise / _bcast(sigma**2, x)
+        target = -noise / bcast(sigma**2, x)
         return reduce(jnp.square(score - target)) * sigma**2
 
     return loss_fn
@@ -140,7 +136,7 @@ def ddpm_loss(sde: VPSDE, model_fn: Callable, reduce_mean: bool = True) -> LossF
     def loss_fn(variables, x, keys):
         n = draw_label(keys, sde.N)
         z = draw_noise(keys, x.shape[1:])
-        x_n = _bcast(jnp.sqrt(abar[n]), x) * x + _bcast(jnp.sqrt(1.0 - abar[n]), x) * z
+        x_n = bcast(jnp.sqrt(abar[n]), x) * x + bcast(jnp.sqrt(1.0 - abar[n]), x) * z
         pred = per_example(model_fn(variables))(x_n, n.astype(jnp.float32), dropout_keys(keys))
         return reduce(jnp.square(pred - z))
 

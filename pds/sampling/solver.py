@@ -1,0 +1,60 @@
+"""The solver API: a sampler is ``init``, ``step`` and ``output`` over any pytree state.
+
+    state = solver.init(ctx, x_T)                  x_T (B, H, W, C), the prior draw
+    state = solver.step(ctx, state, interval)      one step over [interval.t, interval.t_next]
+    x_0   = solver.output(ctx, state)
+
+A loop (:mod:`pds.sampling.loops`) runs it: a ``lax.scan`` over a time grid, or a
+``lax.while_loop`` for solvers that control their own steps; the loop counts score
+evaluations per example. A solver that can finish early per example also defines
+``done(ctx, state) -> (B,) bool``; the while loop then freezes finished examples (their
+state leaves must carry the batch on their leading axis) and stops when all are done.
+``summary()`` is what run reports record of the solver's settings.
+
+Solvers register under their ``sampling.method`` name with a builder
+``from_config(config, sde) -> Solver`` (validating their own fields); adding a solver is one
+file plus its import in :func:`_register_solvers`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax.numpy as jnp
+
+from pds.method.sde import SDE
+from pds.runtime.registry import Registry
+from pds.sampling.context import Context
+from pds.sampling.grid import Interval
+
+Array = jnp.ndarray
+State = Any
+
+
+class Solver(Protocol):
+    def init(self, ctx: Context, x: Array) -> State: ...
+
+    def step(self, ctx: Context, state: State, interval: Interval) -> State: ...
+
+    def output(self, ctx: Context, state: State) -> Array: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+
+_REGISTRY = Registry('sampling.method')
+register_solver = _REGISTRY.register
+
+
+def _register_solvers() -> None:
+    from pds.sampling import pc, pf_euler  # noqa: F401  (registration side effects)
+
+
+def solver_names() -> tuple[str, ...]:
+    _register_solvers()
+    return _REGISTRY.names()
+
+
+def solver_from_config(config, sde: SDE) -> Solver:
+    """The solver of ``sampling.method`` built from its config fields."""
+    _register_solvers()
+    return _REGISTRY.get(config.sampling.method)(config, sde)
