@@ -2,7 +2,9 @@
 batch sharded over the device mesh by ``shard_map`` and the parameters replicated.
 
     x_T = prior_std * M z          (z from each example's prior stream, M the preconditioner)
-    x_0, nfe = scan_loop(solver, context, grid, x_T)
+    x_0, nfe = scan_loop(solver, context, grid, x_T)     (fixed-step solvers)
+    x_0, nfe = while_loop(solver, context, x_T, solver.max_steps(grid), grid)
+                                                          (solvers that define max_steps)
 
 Reproducibility: example b of the run (global index = offset + position in the global batch)
 draws all its noise from its own stream (:mod:`pds.sampling.noise`), and batch statistics
@@ -27,7 +29,7 @@ from pds.method.sde import SDE
 from pds.runtime.mesh import DATA_AXIS, check_batch
 from pds.sampling.context import Context
 from pds.sampling.grid import TimeGrid
-from pds.sampling.loops import scan_loop
+from pds.sampling.loops import scan_loop, while_loop
 from pds.sampling.noise import PRIOR_TAG, draw, example_keys
 from pds.sampling.solver import Solver
 
@@ -44,7 +46,8 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
     ``offset`` is the global index of the first example (round k of size B uses offset k B).
     ``progress(i)`` is called on the host about every ``progress_every`` iterations."""
     local_b = check_batch('eval.batch_size', batch_size, mesh)
-    n = grid.num_steps
+    max_steps = getattr(solver, 'max_steps', None)
+    n = grid.num_steps if max_steps is None else int(max_steps(grid))
     every = progress_every if progress_every > 0 else max(1, n // 50)
 
     def batch_mean(v):
@@ -67,7 +70,10 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
             due = (device == 0) & (((i + 1) % every == 0) | (i + 1 == n))
             jax.lax.cond(due, lambda: report(i), lambda: None)
 
-        return scan_loop(solver, ctx, grid, x, on_step if progress is not None else None)
+        hook = on_step if progress is not None else None
+        if max_steps is None:
+            return scan_loop(solver, ctx, grid, x, hook)
+        return while_loop(solver, ctx, x, n, grid, hook)
 
     sharded = jax.shard_map(body, mesh=mesh, in_specs=(P(), P(), P(), P()),
                             out_specs=(P(DATA_AXIS), P(DATA_AXIS)), check_vma=False)

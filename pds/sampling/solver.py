@@ -9,7 +9,9 @@ A loop (:mod:`pds.sampling.loops`) runs it: a ``lax.scan`` over a time grid, or 
 evaluations per example. A solver that can finish early per example also defines
 ``done(ctx, state) -> (B,) bool``; the while loop then freezes finished examples (their
 state leaves must carry the batch on their leading axis) and stops when all are done.
-``summary()`` is what run reports record of the solver's settings.
+A solver that defines ``max_steps(grid) -> int`` runs in the while loop (at most that many
+steps), every other one in the scan. ``summary()`` is what run reports record of the
+solver's settings.
 
 Solvers register under their ``sampling.method`` name with a builder
 ``from_config(config, sde) -> Solver`` (validating their own fields); adding a solver is one

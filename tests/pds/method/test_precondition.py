@@ -7,9 +7,7 @@ import pytest
 
 from pds.analytic.gaussian_field import GaussianField
 from pds.method import masks
-from pds.method.precondition import (
-    apply_drift,
-    apply_noise,
+from pds.method.pds_preconditioner import (
     drift_complex,
     hermitian_symmetrize,
     make_preconditioner,
@@ -42,14 +40,14 @@ def test_rfft_path_equals_complex_formulation(with_space):
     d = d if with_space else None
     p = make_preconditioner(r, d)
     g = rand((4, H, W, C), 1)
-    np.testing.assert_allclose(apply_noise(p, g), noise_complex(r, d, g), atol=2e-6)
-    np.testing.assert_allclose(apply_drift(p, g), drift_complex(r, d, g), atol=2e-6)
+    np.testing.assert_allclose(p.noise(g), noise_complex(r, d, g), atol=2e-6)
+    np.testing.assert_allclose(p.drift(g), drift_complex(r, d, g), atol=2e-6)
 
 
 def test_non_hermitian_gain_matches_real_part_of_complex_filter():
     r = 1.0 + np.random.default_rng(3).uniform(size=(C, H, W)).astype(np.float32)
     g = rand((2, H, W, C), 4)
-    np.testing.assert_allclose(apply_noise(make_preconditioner(r), g), noise_complex(r, None, g),
+    np.testing.assert_allclose(make_preconditioner(r).noise(g), noise_complex(r, None, g),
                                atol=2e-6)
 
 
@@ -63,11 +61,11 @@ def dense(fn, shape):
 def test_m_is_real_symmetric_and_drift_is_m_mt():
     r, d = data_gains()
     freq_only = make_preconditioner(r)
-    m = dense(lambda z: apply_noise(freq_only, z), (H, W, C))
+    m = dense(lambda z: freq_only.noise(z), (H, W, C))
     np.testing.assert_allclose(m, m.T, atol=1e-6)
     full = make_preconditioner(r, d)
-    m = dense(lambda z: apply_noise(full, z), (H, W, C))
-    mmt = dense(lambda g: apply_drift(full, g), (H, W, C))
+    m = dense(lambda z: full.noise(z), (H, W, C))
+    mmt = dense(lambda g: full.drift(g), (H, W, C))
     np.testing.assert_allclose(mmt, m @ m.T, atol=1e-5)
     assert np.linalg.eigvalsh(mmt).min() > 0.9  # positive definite, gains >= 1
 
@@ -75,9 +73,9 @@ def test_m_is_real_symmetric_and_drift_is_m_mt():
 def test_gain_one_masks_drop_to_identity():
     ones = np.ones((C, H, W), np.float32)
     p = make_preconditioner(ones, ones)
-    assert p.is_identity
+    assert p.freq is None and p.space is None
     g = rand((2, H, W, C), 5)
-    assert np.array_equal(apply_noise(p, g), g) and np.array_equal(apply_drift(p, g), g)
+    assert np.array_equal(p.noise(g), g) and np.array_equal(p.drift(g), g)
     # alpha transform of a constant statistic is gain 1 everywhere
     assert np.all(masks.frequency_gain(np.full((C, H, W), 3.0), 5.0) == 1.0)
 
@@ -101,4 +99,4 @@ def test_jit_friendly():
     r, d = data_gains()
     p = make_preconditioner(r, d)
     g = rand((2, H, W, C), 6)
-    np.testing.assert_allclose(jax.jit(apply_drift)(p, g), apply_drift(p, g), atol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda q, v: q.drift(v))(p, g), p.drift(g), atol=1e-6)

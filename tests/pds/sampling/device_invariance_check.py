@@ -1,7 +1,9 @@
 """Run by test_sampling.py in a subprocess with 4 host devices: every predictor/corrector pair,
-with PDS (frequency and space masks), on a 1-device and a 4-device mesh; prints 'identical'."""
+with PDS (frequency and space masks), and a while-loop solver whose examples take different
+step counts, on a 1-device and a 4-device mesh; prints 'identical'."""
 
 import itertools
+import os
 import sys
 
 import jax
@@ -9,11 +11,12 @@ import numpy as np
 
 from pds.analytic.gaussian_field import GaussianField, exact_score_fn
 from pds.method import masks
-from pds.method.precondition import make_preconditioner
+from pds.method.pds_preconditioner import make_preconditioner
 from pds.method.sde import VESDE, VPSDE
 from pds.runtime.mesh import data_mesh, replicate
 from pds.sampling.grid import time_grid
-from pds.sampling.sampler import SamplerSpec, build_sampler
+from pds.sampling.pc import PredictorCorrector
+from pds.sampling.sampler import build_sampler
 
 assert jax.device_count() == 4, jax.devices()
 H, W, C, B = 8, 8, 2, 8
@@ -24,7 +27,7 @@ precond = make_preconditioner(masks.frequency_gain(masks.frequency_statistic(x),
 pairs = itertools.product(('reverse_diffusion', 'euler_maruyama', 'ancestral_sampling'),
                           ('langevin', 'ald', 'none'))
 for (pred, corr), sde in itertools.product(pairs, (VESDE(0.01, 20.0, 12), VPSDE(N=24))):
-    spec = SamplerSpec(pred, corr, snr=0.16, n_steps_each=2)
+    spec = PredictorCorrector(pred, corr, snr=0.16, n_steps_each=2)
     outs = []
     for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
         s = build_sampler(sde, time_grid(sde.N, 1e-3), exact_score_fn, (H, W, C), B, mesh, spec)
@@ -34,4 +37,20 @@ for (pred, corr), sde in itertools.product(pairs, (VESDE(0.01, 20.0, 12), VPSDE(
         print('differ', pred, corr, type(sde).__name__, np.abs(outs[0] - outs[1]).max())
         sys.exit(1)
     assert np.all(np.isfinite(outs[0]))
+
+# The while loop: per-example step counts and a global stop, on 1 and 4 devices.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from variable_steps import VariableSteps  # noqa: E402
+
+sde = VESDE(0.01, 20.0, 12)
+outs = []
+for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
+    s = build_sampler(sde, time_grid(sde.N, 1e-3), exact_score_fn, (H, W, C), B, mesh,
+                      VariableSteps())
+    outs.append([np.asarray(a) for a in s.run(replicate(field.variables(H, W), mesh),
+                                              replicate(precond, mesh), seed=3, offset=16)])
+if not (np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])):
+    print('differ: while loop', outs[0][1], outs[1][1])
+    sys.exit(1)
+assert set(outs[0][1].tolist()) <= {2, 3, 4} and len(set(outs[0][1].tolist())) > 1, outs[0][1]
 print('identical')

@@ -14,7 +14,8 @@ from configs.analytic import ffhq_256
 from pds.analytic.fd import noise_floor
 from pds.analytic.gaussian_field import GaussianField, exact_score_fn
 from pds.method import masks
-from pds.method.precondition import Preconditioner, make_preconditioner
+from pds.method.pds_preconditioner import make_preconditioner
+from pds.method.precondition import Identity
 from pds.method.sde import VESDE
 from pds.modes.experiment import experiment_from_config
 from pds.modes.sample import sample_rounds
@@ -22,7 +23,9 @@ from pds.runtime.mesh import data_mesh
 from pds.sampling.context import StepEnv
 from pds.sampling.correctors import annealed_langevin
 from pds.sampling.grid import time_grid
-from pds.sampling.sampler import SamplerSpec, build_sampler, spec_from_config
+from pds.sampling.pc import PredictorCorrector
+from pds.sampling.sampler import build_sampler
+from pds.sampling.solver import solver_from_config
 from tests.paths import ROOT
 
 
@@ -39,14 +42,14 @@ def test_gain_one_preconditioner_reproduces_plain_sampler_bit_for_bit():
     field = GaussianField()
     sde = VESDE(0.01, 50.0, 10)
     s = build_sampler(sde, time_grid(10, 1e-5), exact_score_fn, (8, 8, 3), 4, data_mesh(),
-                      SamplerSpec())
+                      PredictorCorrector())
     v = field.variables(8, 8)
     ones = np.ones((3, 8, 8), np.float32)
-    a = np.asarray(s(v, Preconditioner(), 0))
+    a = np.asarray(s(v, Identity(), 0))
     b = np.asarray(s(v, make_preconditioner(masks.frequency_gain(np.full((3, 8, 8), 2.0), 5.0),
                                             ones), 0))
     assert np.array_equal(a, b)
-    c = np.asarray(s(v, Preconditioner(), 1))
+    c = np.asarray(s(v, Identity(), 1))
     assert not np.array_equal(a, c)  # another seed, other samples
 
 
@@ -55,12 +58,12 @@ def test_rounds_do_not_depend_on_batch_split():
     when the corrector does not couple examples (ald)."""
     field = GaussianField()
     sde = VESDE(0.01, 50.0, 6)
-    spec = SamplerSpec(corrector='ald')
+    spec = PredictorCorrector(corrector='ald')
     out = {}
     for b in (4, 8):
         s = build_sampler(sde, time_grid(6, 1e-5), exact_score_fn, (8, 8, 3), b, data_mesh(),
                           spec)
-        out[b] = np.concatenate([np.asarray(s(field.variables(8, 8), Preconditioner(), 0, k * b))
+        out[b] = np.concatenate([np.asarray(s(field.variables(8, 8), Identity(), 0, k * b))
                                  for k in range(8 // b)])
     np.testing.assert_array_equal(out[4], out[8])
 
@@ -83,7 +86,7 @@ def test_preconditioned_langevin_keeps_the_field_stationary(precondition):
         precond = make_preconditioner(r)
         gain = r[0]
     else:
-        precond, gain = Preconditioner(), np.ones((h, w))
+        precond, gain = Identity(), np.ones((h, w))
     snr = 0.05
     env = StepEnv(sde, exact_score_fn(sde, field.variables(h, w)), precond, snr, 1, False,
                   jnp.mean)
@@ -112,7 +115,7 @@ def run_quality(config, steps: int, precondition: str, num: int) -> float:
     config.sampling.steps = steps
     config.sampling.precondition = precondition
     exp = experiment_from_config(config)
-    res = sample_rounds(exp, spec_from_config(config, exp.sde), config, num, num)
+    res = sample_rounds(exp, solver_from_config(config, exp.sde), config, num, num)
     return res.moments.frechet_distance(exp.field.spectrum(256, 256))
 
 
