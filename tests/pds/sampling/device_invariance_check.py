@@ -3,7 +3,6 @@ with PDS (frequency and space masks), and a while-loop solver whose examples tak
 step counts, on a 1-device and a 4-device mesh; prints 'identical'."""
 
 import itertools
-import os
 import sys
 
 import jax
@@ -39,8 +38,7 @@ for (pred, corr), sde in itertools.product(pairs, (VESDE(0.01, 20.0, 12), VPSDE(
     assert np.all(np.isfinite(outs[0]))
 
 # The while loop: per-example step counts and a global stop, on 1 and 4 devices.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variable_steps import VariableSteps  # noqa: E402
+from tests.pds.sampling.variable_steps import VariableSteps  # noqa: E402
 
 sde = VESDE(0.01, 20.0, 12)
 outs = []

@@ -1,9 +1,6 @@
 """The solver API: loops, NFE counting, the while loop's per-example stop, probability-flow
 Euler's order, and the rule that keeps a preconditioner out of ODE drifts."""
 
-import os
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,9 +20,7 @@ from pds.sampling.pc import PredictorCorrector
 from pds.sampling.pf_euler import ProbabilityFlowEuler
 from pds.sampling.sampler import build_sampler
 from pds.sampling.solver import solver_from_config, solver_names
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from variable_steps import VariableSteps  # noqa: E402
+from tests.pds.sampling.variable_steps import VariableSteps
 
 SHAPE = (8, 8, 3)
 FIELD = GaussianField()
