@@ -10,7 +10,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-test.txt
 	$(PY) -m pip install -q -r requirements-dev.txt -r requirements-test.txt
 	touch $(STAMP)
 
-.PHONY: venv demo test lint bench
+.PHONY: venv demo test test-fast lint bench
 venv: $(STAMP)
 
 # The main job: sample quality against NFE, baseline and PDS, on the exact FFHQ-256 field.
@@ -22,6 +22,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 --durations=15
+
+# The inner loop: every test not marked slow (the golden runs, multi-process jobs, long
+# statistical checks and subprocess device checks are slow); CI runs the full suite.
+test-fast: $(STAMP)
+	JAX_PLATFORMS=cpu $(PY) -m pytest -n 2 -m "not slow" --durations=10
 
 bench: $(STAMP)
 	PYTHONPATH=. $(PY) benchmarks/precondition_ffhq1024.py

@@ -4,8 +4,8 @@ XLA:CPU sizes a process's thread pool as max(cores, CPU devices in the process) 
 loop fusions into that many parallel partitions, which changes some fused reductions' float
 order. So the answer depends on the machine: on 2 cores, 1 x 4 gets 4 partitions and 2 x 2
 gets 2 (last-bit differences); with 4 or more cores both get the same. This script runs both
-layouts (the tests' tiny NCSN++, 2 steps, ``training.grad_shards`` = 4, same data) and
-writes the verdict with the core count and the fusion partitioning it saw.
+layouts (the tiny NCSN++ of configs/tiny/ncsnpp_train.py, 2 steps, ``training.grad_shards``
+= 4, same data) and writes the verdict with the core count and the fusion partitioning it saw.
 
     PYTHONPATH=. python benchmarks/cpu_layout_check.py --out benchmarks/results/cpu_layout.json
 """
@@ -31,13 +31,13 @@ def worker(processes: int, pid: int, port: int, out: str) -> None:
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
+    from configs.tiny.ncsnpp_train import get_config
     from models.registry import create_model, init_variables
     from pds.method.sde import sde_from_config
     from pds.runtime.mesh import data_mesh, replicate
     from pds.training import losses, train
-    from tests.pds.training.train_driver import tiny_config
 
-    config = tiny_config()
+    config = get_config()
     model, sde = create_model(config), sde_from_config(config)
     variables = init_variables(config, jax.random.key(0))
     xs = np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 8, 3)).astype(np.float32)
@@ -61,7 +61,7 @@ def worker(processes: int, pid: int, port: int, out: str) -> None:
 
 
 def run_layout(processes: int, out: str) -> None:
-    from tests.multiprocess import free_port
+    from pds.runtime.distributed import free_port
 
     port = free_port()
     env = dict(os.environ, JAX_PLATFORMS='cpu')

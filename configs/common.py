@@ -77,10 +77,6 @@ def get_base_config() -> ml_collections.ConfigDict:
     evaluate.is_splits = 10  # Inception Score splits (fewer when there are fewer samples)
     evaluate.kid_subset_size = 1000
     evaluate.kid_num_subsets = 100
-    evaluate.enable_sampling = True
-    evaluate.enable_loss = False
-    evaluate.enable_bpd = False
-    evaluate.bpd_dataset = 'test'
 
     config.bench = bench = ml_collections.ConfigDict()
     bench.steps = (20, 40, 66, 100, 133, 200, 2000)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
+from pds.runtime.distributed import free_port
 from tests.paths import ROOT
 
 
@@ -26,12 +26,6 @@ class Result:
 
     def explain(self) -> str:
         return f'rc={self.returncode}\n{self.stdout[-2000:]}\n{self.stderr[-4000:]}'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('localhost', 0))
-        return s.getsockname()[1]
 
 
 def environment() -> dict[str, str]:
@@ -71,8 +65,6 @@ def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[Result]:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
         outs = [p.communicate() for p in procs]
-        tails = '\n'.join(f'--- process {i}\n{o[0][-1500:]}\n{o[1][-3000:]}'
-                          for i, o in enumerate(outs))
         tails = '\n'.join(f'--- process {i}\n{o[0][-1500:]}\n{o[1][-3000:]}'
                           for i, o in enumerate(outs))
         raise AssertionError(f'job still running after {timeout:g} s:\n{tails}') from None

@@ -92,7 +92,7 @@ def test_training_2x2_processes_equals_1_process(tmp_path):
     (benchmarks/cpu_layout_check.py: identical on 16 cores); on fewer cores 1 x 4 gets more
     partitions than 2 x 2 and matches to float32 rounding, while 1 x 2 (same partitions as
     2 x 2) must match bit for bit."""
-    args = [f'--config={ROOT}/tests/pds/tiny_train_config.py', '--mode=train']
+    args = [f'--config={ROOT}/tests/pds/training/tiny_train_config.py', '--mode=train']
     job = run_job([*args, f'--workdir={tmp_path / "job"}', '--config.sampling.steps=3',
                    '--config.training.snapshot_sampling=True'], processes=2, devices=2)
     assert all(r.returncode == 0 for r in job), '\n'.join(r.explain() for r in job)

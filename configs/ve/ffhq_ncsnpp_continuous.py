@@ -39,6 +39,4 @@ def get_config() -> ml_collections.ConfigDict:
     model.dropout = 0.0
     archs.ncsnpp(model, nf=16, ch_mult=(1, 2, 4, 8, 16, 32, 32, 32), num_res_blocks=1,
                  progressive='output_skip', progressive_input='input_skip', ema_rate=0.9999)
-
-    config.optim.amsgrad = False
     return config

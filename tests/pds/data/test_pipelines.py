@@ -243,10 +243,10 @@ def test_gaussian_field_moments():
 
 
 @pytest.mark.parametrize('dataset,path,field,allowed', [
-    ('npz', '/nonexistent/x.npz', 'pipelines.path', '.npz'),
-    ('folder', '/nonexistent/dir', 'pipelines.path', 'existing folder'),
-    ('imagenet', '', 'pipelines.dataset', "'CIFAR10'"),
-    ('FFHQ', '', 'pipelines.tfrecords_path', 'TFRecords'),
+    ('npz', '/nonexistent/x.npz', 'data.path', '.npz'),
+    ('folder', '/nonexistent/dir', 'data.path', 'existing folder'),
+    ('imagenet', '', 'data.dataset', "'CIFAR10'"),
+    ('FFHQ', '', 'data.tfrecords_path', 'TFRecords'),
 ])
 def test_missing_dataset_errors(dataset, path, field, allowed):
     with pytest.raises(ConfigError) as err:
@@ -258,13 +258,13 @@ def test_missing_dataset_errors(dataset, path, field, allowed):
 def test_empty_folder_and_mixed_channels(tmp_path):
     (tmp_path / 'empty').mkdir()
     (tmp_path / 'empty' / 'notes.txt').write_text('no images')
-    with pytest.raises(ConfigError, match=r'pipelines.path.*found none'):
+    with pytest.raises(ConfigError, match=r'data.path.*holds none'):
         pipelines.load_images(make_config('folder', str(tmp_path / 'empty')), 2)
     write_pngs(tmp_path / 'mixed', [uint8_images(1)[0], uint8_images(1, c=1)[0]])
-    with pytest.raises(ConfigError, match=r'pipelines.path.*mixed: 1 in img_01.png; 3 in img_00'):
+    with pytest.raises(ConfigError, match=r'data.path.*mixed: 1 in img_01.png; 3 in img_00'):
         pipelines.load_images(make_config('folder', str(tmp_path / 'mixed')), 2)
     write_pngs(tmp_path / 'grey', [uint8_images(1, c=1)[0]])
-    with pytest.raises(ConfigError, match=r'pipelines.num_channels=3.*\(1\)'):
+    with pytest.raises(ConfigError, match=r'data.num_channels=3.*\(1\)'):
         pipelines.load_images(make_config('folder', str(tmp_path / 'grey')), 1)
 
 
@@ -288,7 +288,7 @@ def test_main_exit_code_for_empty_folder(tmp_path):
                           env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith('error:')]
-    assert len(lines) == 1 and 'pipelines.path' in lines[0] and 'found none' in lines[0]
+    assert len(lines) == 1 and 'data.path' in lines[0] and 'holds none' in lines[0]
     assert not (tmp_path / 'w' / 'stats' / 'summary.json').exists()
 
 
@@ -371,7 +371,7 @@ def test_tfds_eval_split_crop_resize(tiny_tfds):
 
 
 def test_tfds_errors(tiny_tfds, tmp_path):
-    with pytest.raises(ConfigError, match=r"pipelines.dataset.*prepared in .*tfds build"):
+    with pytest.raises(ConfigError, match=r"data.dataset.*prepared in .*tfds build"):
         pipelines.get_batches(make_config('CIFAR10', tfds_data_dir=str(tmp_path)), **ONE)
     with pytest.raises(ConfigError, match=r'data\.category'):
         pipelines.get_batches(make_config('LSUN', tfds_data_dir=str(tmp_path)), **ONE)

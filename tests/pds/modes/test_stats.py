@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from configs.analytic import cifar10
-from pds.method import masks
+from pds.method import masks, pds_preconditioner
 from pds.modes import experiment
 from pds.modes import stats as stats_mode
 from pds.runtime.errors import ConfigError
@@ -119,7 +119,8 @@ def test_freq_mask_stats_with_a_dataset(npz):
     config.model.name = 'ncsnpp'  # not an exact-score model: statistics come from the data
     config.sampling.pds.freq_mask = 'stats'
     config.sampling.pds.space_mask = 'stats'
-    gain_f, gain_s = experiment.pds_gains(config)
+    gain_f, gain_s = pds_preconditioner.pds_gains(config, experiment.image_shape(config),
+                                                  lambda n: experiment.stats_images(config, n))
     x = arr[:5] / 255.0
     freq_ref, space_ref, _ = direct_stats(x)
     np.testing.assert_allclose(gain_f, masks.frequency_gain(freq_ref, 5.0), rtol=1e-5)
@@ -138,7 +139,7 @@ def test_gaussian_field_stats_images_unchanged():
 
 def test_errors(tmp_path):
     (tmp_path / 'empty').mkdir()
-    with pytest.raises(ConfigError, match='found none'):
+    with pytest.raises(ConfigError, match='holds none'):
         stats_mode.run(make_config('folder', str(tmp_path / 'empty')), str(tmp_path / 'w'))
     with pytest.raises(ConfigError, match='num_stat_images'):
         stats_mode.run(make_config('gaussian_field', n=0), str(tmp_path / 'w'))

@@ -1,6 +1,6 @@
-"""``--config`` file of the multi-process training test: train_driver's tiny NCSN++, 4 steps."""
+"""``--config`` file of the multi-process training test: configs/tiny/ncsnpp_train.py, 4 steps."""
 
-from tests.pds.training.train_driver import tiny_config
+from configs.tiny.ncsnpp_train import get_config as tiny_config
 
 
 def get_config():

@@ -1,4 +1,5 @@
-"""Subprocess driver of test_train.py (a tiny NCSN++ on the 8x8 Gaussian field).
+"""Subprocess driver of test_train.py (configs/tiny/ncsnpp_train.py: a tiny NCSN++ on the
+8x8 Gaussian field).
 
 python train_driver.py devices           1-device vs 4-device mesh, two training steps
 python train_driver.py run WORKDIR [S]   train to the end (S: seconds to sleep after each
@@ -12,29 +13,7 @@ import time
 import jax
 import numpy as np
 
-from configs.analytic.common import get_analytic_config
-from configs.archs import ncsnpp
-
-
-def tiny_config():
-    config = get_analytic_config(image_size=8, sigma_max=10.0, num_scales=100, snr=0.16)
-    ncsnpp(config.model, nf=8, ch_mult=(1,), num_res_blocks=1, fir=False, ema_rate=0.9)
-    config.model.attn_resolutions = ()
-    config.model.dropout = 0.1
-    config.data.image_size = 8
-    t = config.training
-    t.batch_size = 8
-    t.n_iters = 40
-    t.n_jitted_steps = 2
-    t.log_freq = 2
-    t.eval_freq = 10
-    t.snapshot_freq = 20
-    t.snapshot_freq_for_preemption = 4
-    t.snapshot_sampling = False
-    t.tensorboard = False
-    config.optim.warmup = 3
-    config.optim.lr = 1e-3
-    return config
+from configs.tiny.ncsnpp_train import get_config as tiny_config  # also test_train's
 
 
 def devices() -> None:
