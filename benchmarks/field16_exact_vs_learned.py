@@ -8,9 +8,11 @@ Not run in CI. ``PYTHONPATH=. python benchmarks/field16_exact_vs_learned.py``
    ladder and sample count of the trained-network bench (``pds.modes.bench``, the same code as
    ``--mode=bench``), next to the learned-score rows of
    ``benchmarks/results/train_gaussian_field_bench.csv``.
-2. A trace of one sampling run per (score, method) at ``--trace-iterations`` (20): the same
-   predictor / corrector functions and noise draws as the compiled sampler, one iteration at
-   a time. After each iteration it records the corrector step eps, and per frequency band the
+2. A trace of one sampling run per (score, method) at ``--trace-iterations`` (20): the
+   config's predictor-corrector solver (``pds.sampling.pc``) stepped one compiled iteration at
+   a time in the sampler's context (``pds.sampling.context``, per-example noise streams of
+   ``pds.sampling.noise``), so the iterates are the compiled sampler's. After each iteration
+   it records the corrector step eps, and per frequency band the
    energy of x (the iterate) relative to what the diffused field has at the level the
    iteration lands on, E|U(x - mu)|^2 / (lambda + sigma_next^2) (1 = on target).
 3. The learned score's error per band and noise level on exact noisy samples: relative error
@@ -21,7 +23,10 @@ Not run in CI. ``PYTHONPATH=. python benchmarks/field16_exact_vs_learned.py``
 5. The causal check: the exact score with only that norm ceiling imposed
    (``capped_exact_builder``, kappa 0.945) run over the whole bench ladder.
 
-Writes ``benchmarks/results/field16_exact_bench.json``.
+Writes ``benchmarks/results/field16_exact_bench.json`` (or ``--out``). ``--smoke``: the same
+steps on the CPU at toy size: 1 iteration everywhere (bench, traces, capped ladder), 4 samples,
+a freshly initialised one-resolution network in place of the trained one (unless
+``--learned-workdir`` is given), 8 images for the PDS mask.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import json
 import os
 import tempfile
 import time
@@ -38,17 +42,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.smoke import add_smoke_flag, smoke_setup, tiny_network, write_json
 from configs.analytic.field_16 import get_config as exact_config
 from configs.ve.gaussian_field_16_ncsnpp_small import get_config as learned_config
 from pds.analytic.gaussian_field import exact_score_fn, field_from_config
-from pds.method.precondition import apply_noise
 from pds.modes import bench as bench_mode
 from pds.modes.experiment import image_shape, preconditioner_from_config, score_model_from_config
-from pds.sampling.context import StepEnv, per_example_norm
-from pds.sampling.correctors import get_corrector
-from pds.sampling.grid import sampling_schedule
-from pds.sampling.predictors import get_predictor
-from pds.sampling.sampler import PRIOR_TAG, draw, example_keys, spec_from_config
+from pds.sampling.context import Context, per_example_norm
+from pds.sampling.grid import Interval, sampling_schedule
+from pds.sampling.noise import PRIOR_TAG, draw, example_keys
+from pds.sampling.pc import PredictorCorrector
+from pds.sampling.solver import solver_from_config
 
 LEARNED_CSV = 'benchmarks/results/train_gaussian_field_bench.csv'
 OUT = 'benchmarks/results/field16_exact_bench.json'
@@ -91,8 +95,18 @@ def frechet_to(x, field, sigma: float) -> float:
     return float(np.sum(np.abs(m) ** 2) + np.sum((np.sqrt(var) - np.sqrt(lam)) ** 2))
 
 
-def bench_exact(workdir: str) -> list[dict]:
-    return bench_mode.run(exact_config(), workdir, overwrite=True)
+def exact_bench_config(smoke: bool = False):
+    """configs/analytic/field_16.py (with --smoke: one iteration, 4 samples, 8 mask images)."""
+    config = exact_config()
+    if smoke:
+        config.bench.steps = (1,)
+        config.bench.num_samples = config.bench.batch_size = 4
+        config.sampling.pds.num_stat_images = 8
+    return config
+
+
+def bench_exact(workdir: str, smoke: bool = False) -> list[dict]:
+    return bench_mode.run(exact_bench_config(smoke), workdir, overwrite=True)
 
 
 def read_learned_rows(path: str) -> list[dict]:
@@ -101,44 +115,51 @@ def read_learned_rows(path: str) -> list[dict]:
                  'frechet_distance': float(r['frechet_distance'])} for r in csv.DictReader(f)]
 
 
+def corrector_step_size(solver: PredictorCorrector, ctx: Context, x, interval: Interval):
+    """The Langevin corrector's first step size at this iteration, eps = 2 a_t (snr
+    E_b||M z_b|| / E_b||M M^T s_b||)^2, from the score, preconditioner and noise draw (slot 0)
+    that the solver's own corrector step uses (``pds.sampling.correctors.langevin``)."""
+    env = solver.env(ctx)
+    grad = env.drift(ctx.score_fn(x, ctx.times(interval.t)))
+    z = env.noise_term(ctx.noise(interval, 0))
+    ratio = env.batch_mean(per_example_norm(z)) / env.batch_mean(per_example_norm(grad))
+    return 2.0 * env.langevin_alpha(interval.index) * (env.snr * ratio) ** 2
+
+
 def trace(config, score, method: str, iterations: int, num: int) -> dict:
-    """One run of the PC sampler, iteration by iteration, with the sampler's noise draws.
-    ``score`` is (builder, variables); the PDS masks are those of ``config`` for both scores."""
+    """One run of the config's predictor-corrector solver, one compiled step at a time: the
+    sampler's context (per-example noise streams of ``pds.sampling.noise``, batch means over
+    the whole batch) and the solver's own ``init`` / ``step`` / ``output``, so the iterates
+    are the compiled sampler's. ``score`` is (builder, variables); the PDS masks are those of
+    ``config`` for both scores."""
     cfg = copy.deepcopy(config)
     cfg.sampling.precondition = method
     cfg.sampling.steps = iterations
     field = field_from_config(cfg)
-    shape = image_shape(cfg)
     builder, variables = score
-    precond = preconditioner_from_config(cfg)
     sde, grid = sampling_schedule(cfg)
-    spec = spec_from_config(cfg, sde)
-    score_fn = builder(sde, variables)
-    env = StepEnv(sde, score_fn, precond, spec.snr, spec.n_steps_each, spec.probability_flow,
-                  jnp.mean)
-    corrector, predictor = get_corrector(spec.corrector), get_predictor(spec.predictor)
+    solver = solver_from_config(cfg, sde)
+    if not isinstance(solver, PredictorCorrector):
+        raise ValueError(f'trace needs the predictor-corrector solver, got {solver.summary()}')
     keys = example_keys(jnp.asarray(cfg.seed, jnp.uint32), jnp.arange(num))
+    ctx = Context(sde, builder(sde, variables), preconditioner_from_config(cfg), keys,
+                  image_shape(cfg), jnp.mean, jnp.any)
 
     @jax.jit
-    def step(x, t, index, tag):
-        vec_t = jnp.full((num,), t, jnp.float32)
-        grad = env.drift(score_fn(x, vec_t))
-        z = env.noise_term(draw(keys, shape, tag, 0))
-        eps = 2.0 * (spec.snr * jnp.mean(per_example_norm(z))
-                     / jnp.mean(per_example_norm(grad))) ** 2
-        x, _ = corrector(env, x, vec_t, index, lambda s: draw(keys, shape, tag, s))
-        x, x_mean = predictor(env, x, vec_t, index,
-                              lambda s: draw(keys, shape, tag, spec.n_steps_each + s))
-        return x, x_mean, eps
+    def step(state, interval):
+        eps = corrector_step_size(solver, ctx, state[0], interval)
+        return solver.step(ctx, state, interval), eps
 
-    x = sde.prior_sampling(apply_noise(precond, draw(keys, shape, PRIOR_TAG)))
+    x = sde.prior_sampling(ctx.precond.noise(draw(keys, ctx.image_shape, PRIOR_TAG)))
+    state = solver.init(ctx, x)
+    intervals = grid.intervals()
     sigmas = np.asarray(sde.discrete_sigmas, np.float64)
     rows = []
-    for i, (t, index) in enumerate(zip(grid.t, grid.index, strict=True)):
-        x, x_mean, eps = step(x, jnp.float32(t), jnp.int32(index), jnp.int32(i + 1))
+    for i, index in enumerate(grid.index):
+        state, eps = step(state, jax.tree_util.tree_map(lambda a, i=i: a[i], intervals))
         sigma = float(sigmas[index])
         nxt = float(sigmas[index - 1]) if index > 0 else 0.0
-        out = np.asarray(x if index > 0 else x_mean)
+        out = np.asarray(state[0] if index > 0 else solver.output(ctx, state))
         rows.append({'iteration': i + 1, 'sigma': sigma, 'sigma_next': nxt,
                      'corrector_eps': float(eps), 'eps_over_sigma2': float(eps) / sigma**2,
                      'fd_to_marginal': frechet_to(out, field, nxt),
@@ -166,16 +187,22 @@ def capped_exact_builder(kappa: float):
     return builder
 
 
-def _probe(config, builder, variables, num: int, seed: int):
-    """(sde, learned score, exact score, rng, x0): both scores jitted, num exact samples x0
-    drawn first from ``default_rng(seed)``, which the caller keeps drawing from."""
+def probe_scores(config, builder, variables):
+    """(sde, learned score, exact score), both jitted, for the probes below."""
     field = field_from_config(config)
     sde, _ = sampling_schedule(config)
     h = w = config.data.image_size
-    learned = jax.jit(builder(sde, variables))
-    exact = jax.jit(exact_score_fn(sde, field.variables(h, w)))
+    return (sde, jax.jit(builder(sde, variables)),
+            jax.jit(exact_score_fn(sde, field.variables(h, w))))
+
+
+def _probe(config, scores, num: int, seed: int):
+    """(sde, learned score, exact score, rng, x0): ``scores`` from :func:`probe_scores`, num
+    exact samples x0 drawn first from ``default_rng(seed)``, which the caller keeps drawing
+    from."""
+    h = w = config.data.image_size
     rng = np.random.default_rng(seed)
-    return sde, learned, exact, rng, field.sample(rng, num, h, w)
+    return (*scores, rng, field_from_config(config).sample(rng, num, h, w))
 
 
 def _time_of(sde, sigma: float) -> float:
@@ -183,9 +210,9 @@ def _time_of(sde, sigma: float) -> float:
     return float(np.log(sigma / sde.sigma_min) / np.log(sde.sigma_max / sde.sigma_min))
 
 
-def score_band_errors(config, builder, variables, num: int) -> list[dict]:
+def score_band_errors(config, scores, num: int) -> list[dict]:
     """Relative error and gain of the learned score per band, on x0 + sigma z (x0 exact)."""
-    sde, learned, exact, rng, x0 = _probe(config, builder, variables, num, 2**30 + 101)
+    sde, learned, exact, rng, x0 = _probe(config, scores, num, 2**30 + 101)
     h = w = config.data.image_size
     masks = band_masks(h, w)
     out = []
@@ -205,12 +232,12 @@ def score_band_errors(config, builder, variables, num: int) -> list[dict]:
     return out
 
 
-def score_scale_response(config, builder, variables, num: int) -> list[dict]:
+def score_scale_response(config, scores, num: int) -> list[dict]:
     """Both scores at the nominal level sigma on inputs with c times too much noise,
     x = x0 + c sigma z (the state of an iterate that kept excess noise). The exact score is
     linear in x, so its norm grows with c; rms is ||s|| / sqrt(d) times sigma, and gain is
     <s_theta, s> / ||s||^2 (1 = the learned score removes the excess as the exact one does)."""
-    sde, learned, exact, rng, x0 = _probe(config, builder, variables, num, 2**30 + 202)
+    sde, learned, exact, rng, x0 = _probe(config, scores, num, 2**30 + 202)
     z = rng.standard_normal(x0.shape)
     out = []
     for sigma in SCALE_SIGMAS:
@@ -228,24 +255,36 @@ def score_scale_response(config, builder, variables, num: int) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument('--learned-workdir', default='runs/train_gaussian_field')
+    p.add_argument('--learned-workdir', default=None,
+                   help='workdir of the trained network (default: runs/train_gaussian_field; '
+                        'with --smoke none: a freshly initialised network)')
+    p.add_argument('--learned-csv', default=LEARNED_CSV,
+                   help="the learned-score bench rows (train_gaussian_field's --mode=bench)")
     p.add_argument('--trace-iterations', type=int, nargs='+', default=[20])
     p.add_argument('--num-samples', type=int, default=64)
     p.add_argument('--skip-bench', action='store_true')
     p.add_argument('--kappa', type=float, default=0.945,
                    help='norm cap of the capped exact score (the learned score measures 0.945)')
+    p.add_argument('--out', default=OUT)
+    add_smoke_flag(p)
     args = p.parse_args()
+    if args.smoke:
+        smoke_setup()
+        args.trace_iterations, args.num_samples = [1], 4
+    elif args.learned_workdir is None:
+        args.learned_workdir = 'runs/train_gaussian_field'
+    bench_config = exact_bench_config(args.smoke)
 
     result: dict = {'config': 'configs/analytic/field_16.py',
                     'learned_config': 'configs/ve/gaussian_field_16_ncsnpp_small.py',
                     'devices': f'{jax.device_count()} x {jax.devices()[0].device_kind}',
-                    'cpu_count': os.cpu_count()}
+                    'cpu_count': os.cpu_count(), 'smoke': args.smoke}
     t0 = time.perf_counter()
     if not args.skip_bench:
         with tempfile.TemporaryDirectory() as workdir:
-            rows = bench_exact(workdir)
+            rows = bench_exact(workdir, args.smoke)
         learned = {(r['iterations'], r['method']): r['frechet_distance']
-                   for r in read_learned_rows(LEARNED_CSV)}
+                   for r in read_learned_rows(args.learned_csv)}
         table = []
         for n in sorted({r['iterations'] for r in rows}):
             got = {r['method']: r['frechet_distance'] for r in rows if r['iterations'] == n}
@@ -256,10 +295,13 @@ def main() -> None:
             print(table[-1], flush=True)
         result['bench'] = table
         result['noise_floor'] = rows[0]['frechet_distance'] / rows[0]['ratio_to_floor']
-        result['num_samples'] = exact_config().bench.num_samples
+        result['num_samples'] = bench_config.bench.num_samples
         result['bench_seconds'] = round(time.perf_counter() - t0, 1)
 
     lcfg = learned_config()
+    if args.smoke:
+        tiny_network(lcfg, lcfg.data.image_size)
+        lcfg.sampling.pds.num_stat_images = 8
     builder, variables, _ = score_model_from_config(lcfg, args.learned_workdir)
     field_vars = field_from_config(lcfg).variables(lcfg.data.image_size, lcfg.data.image_size)
     scores = {'exact': (exact_score_fn, field_vars), 'learned': (builder, variables),
@@ -275,7 +317,7 @@ def main() -> None:
                       flush=True)
     result['traces'] = traces
     capped = []
-    for n in exact_config().bench.steps:
+    for n in bench_config.bench.steps:
         row = {'iterations': n, 'kappa': args.kappa}
         for method in ('none', 'pds'):
             row[method] = trace(lcfg, scores['exact_capped'], method, n,
@@ -283,16 +325,14 @@ def main() -> None:
         capped.append(row)
         print('exact score, norm capped:', row, flush=True)
     result['exact_capped'] = capped
-    result['score_band_errors'] = score_band_errors(lcfg, builder, variables, args.num_samples)
-    result['score_scale_response'] = score_scale_response(lcfg, builder, variables,
-                                                          args.num_samples)
+    probes = probe_scores(lcfg, builder, variables)
+    result['score_band_errors'] = score_band_errors(lcfg, probes, args.num_samples)
+    result['score_scale_response'] = score_scale_response(lcfg, probes, args.num_samples)
     for r in result['score_scale_response']:
         print({k: round(v, 3) for k, v in r.items()}, flush=True)
     result['total_seconds'] = round(time.perf_counter() - t0, 1)
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, 'w') as f:
-        json.dump(result, f, indent=1, default=float)
-    print(f'wrote {OUT} ({result["total_seconds"]} s)')
+    write_json(args.out, result, indent=1)
+    print(f'wrote {args.out} ({result["total_seconds"]} s)')
 
 
 if __name__ == '__main__':

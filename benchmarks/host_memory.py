@@ -7,10 +7,12 @@ held every sample would grow by the sample bytes of each round. Only the CLI is 
 measures whatever the current code does.
 
     python benchmarks/host_memory.py [--rounds 1,4,16,64] [--out benchmarks/results] [--replot]
+    python benchmarks/host_memory.py --smoke --out /tmp/host_memory    # seconds, on the CPU
 
 Per run: the peak RSS from ``os.wait4`` (ru_maxrss), an RSS time series polled from
 /proc/<pid>/status, the wall time, the sample bytes per round and in all, and the bytes the
 run wrote under <workdir>/samples. Writes <out>/host_memory.json and <out>/host_memory.png.
+``--smoke``: rounds 1 and 2 of batch 2 at 8 x 8, one iteration, on the CPU.
 """
 
 from __future__ import annotations
@@ -95,6 +97,18 @@ def dir_bytes(path: str) -> tuple[int, int]:
     return n, total
 
 
+def config_overrides(args) -> list[str]:
+    """The ``--config.*`` flags of every sampling run."""
+    flags = [f'--config.eval.batch_size={args.batch_size}',
+             f'--config.sampling.steps={args.steps}',
+             f'--config.sampling.save_raw={args.save_raw}']
+    if args.image_size is not None:
+        flags.append(f'--config.data.image_size={args.image_size}')
+    if args.num_stat_images is not None:
+        flags.append(f'--config.sampling.pds.num_stat_images={args.num_stat_images}')
+    return flags
+
+
 def run_once(args, rounds: int, round_bytes: int) -> dict:
     num_samples = rounds * args.batch_size
     tmp = tempfile.mkdtemp(prefix='host_memory_')
@@ -102,10 +116,7 @@ def run_once(args, rounds: int, round_bytes: int) -> dict:
     log_path = os.path.join(tmp, 'log.txt')
     cmd = [sys.executable, 'main.py', f'--config={args.config}', f'--workdir={workdir}',
            '--mode=sample', '--overwrite',
-           f'--config.eval.num_samples={num_samples}',
-           f'--config.eval.batch_size={args.batch_size}',
-           f'--config.sampling.steps={args.steps}',
-           f'--config.sampling.save_raw={args.save_raw}']
+           f'--config.eval.num_samples={num_samples}', *config_overrides(args)]
     samples_dir = os.path.join(workdir, 'samples')
     metrics_path = os.path.join(workdir, 'metrics.json')
     series: list[tuple[float, float, int]] = []  # (seconds, RSS MiB, entries in samples/)
@@ -287,6 +298,10 @@ def main() -> int:
                    help='an exact-score config (relative to the repo root)')
     p.add_argument('--batch-size', type=int, default=16, help='eval.batch_size')
     p.add_argument('--steps', type=int, default=2, help='sampling.steps (iterations)')
+    p.add_argument('--image-size', type=int, default=None,
+                   help="data.image_size (default: the config's)")
+    p.add_argument('--num-stat-images', type=int, default=None,
+                   help="sampling.pds.num_stat_images (default: the config's)")
     p.add_argument('--save-raw', action=argparse.BooleanOptionalAction, default=True,
                    help='sampling.save_raw: also write float32 samples')
     p.add_argument('--interval', type=float, default=0.05, help='RSS poll interval (s)')
@@ -295,7 +310,15 @@ def main() -> int:
     p.add_argument('--check', action='store_true', help='exit 1 when the peak is not flat')
     p.add_argument('--replot', action='store_true',
                    help='no runs: recompute the summary and the plot from <out>/host_memory.json')
+    p.add_argument('--smoke', action='store_true',
+                   help='toy sizes on the CPU (rounds 1,2 of batch 2 at 8 x 8, 1 iteration): '
+                        'checks the script end to end in seconds; measures nothing')
     args = p.parse_args()
+    if args.smoke:  # the sampling runs inherit these (see benchmarks/smoke.py)
+        os.environ['JAX_PLATFORMS'] = 'cpu'
+        os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '1'
+        args.rounds, args.batch_size, args.steps = '1,2', 2, 1
+        args.image_size, args.num_stat_images = 8, 4
     rounds = sorted({int(r) for r in args.rounds.split(',') if r.strip()})
     if not rounds or rounds[0] < 1:
         p.error('--rounds: positive integers')
@@ -311,10 +334,13 @@ def main() -> int:
         result['replotted'] = True
     else:
         h, w, c = image_shape(os.path.join(REPO, args.config))
+        if args.image_size is not None:
+            h = w = args.image_size
         round_bytes = args.batch_size * h * w * c * 4  # float32 samples of one round
         result = {
             'benchmark': 'host_memory', 'config': args.config, 'image_shape': [h, w, c],
             'batch_size': args.batch_size, 'steps': args.steps, 'save_raw': args.save_raw,
+            'overrides': config_overrides(args), 'smoke': args.smoke,
             'machine': machine_info(), 'load_average_start': os.getloadavg(), 'runs': [],
         }
         t_all = time.perf_counter()

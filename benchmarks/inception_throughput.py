@@ -5,7 +5,10 @@ Random weights (throughput does not depend on their values); 32x32 uint8 inputs 
 one warm-up call are excluded from the timing. Writes
 ``benchmarks/results/inception_throughput.json``.
 
-    python benchmarks/inception_throughput.py [--batch 50] [--iters 3]
+    python benchmarks/inception_throughput.py [--batch 50] [--iters 3] [--smoke --out F]
+
+``--smoke``: batch 1, one timed call, on the CPU, with parameters drawn from the shapes
+(``param_shapes``) instead of the network's initialiser, which runs op by op for a minute.
 """
 
 from __future__ import annotations
@@ -24,12 +27,26 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from evaluation.inception import RESIZE_POLICY, init_params, make_apply_fn  # noqa: E402
+from benchmarks.smoke import add_smoke_flag, smoke_setup, write_json  # noqa: E402
+from evaluation.inception import (  # noqa: E402
+    RESIZE_POLICY,
+    init_params,
+    make_apply_fn,
+    param_shapes,
+    unflatten,
+)
 
 
-def measure(batch: int, iters: int, image_size: int = 32) -> dict:
+def quick_params(seed: int = 0) -> dict:
+    """Random parameters of the right tree from the shapes alone (no initialiser run)."""
+    rng = np.random.default_rng(seed)
+    return unflatten({k: (0.01 * rng.standard_normal(shape)).astype(np.float32)
+                      for k, shape in param_shapes().items()})
+
+
+def measure(batch: int, iters: int, image_size: int = 32, quick: bool = False) -> dict:
     """Median and mean seconds per batch over ``iters`` timed calls, and images/s."""
-    params = init_params(seed=0)
+    params = quick_params(seed=0) if quick else init_params(seed=0)
     apply = make_apply_fn(resize=True, with_logits=True)
     rng = np.random.default_rng(0)
     images = jax.device_put(rng.integers(0, 256, (batch, image_size, image_size, 3), np.uint8))
@@ -59,10 +76,14 @@ def main() -> None:
     parser.add_argument('--batch', type=int, default=50)
     parser.add_argument('--iters', type=int, default=3)
     parser.add_argument('--out', default=str(ROOT / 'benchmarks/results/inception_throughput.json'))
+    add_smoke_flag(parser)
     args = parser.parse_args()
-    result = measure(args.batch, args.iters)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + '\n')
+    if args.smoke:
+        smoke_setup()
+        args.batch, args.iters = 1, 1
+    result = measure(args.batch, args.iters, quick=args.smoke)
+    result['smoke'] = args.smoke
+    write_json(args.out, result)
     print(json.dumps(result, indent=2))
 
 

@@ -14,7 +14,9 @@ Not run in CI. ``PYTHONPATH=. python benchmarks/train_gaussian_field.py [--steps
    iteration count of ``--iterations`` (40 by default), scored with the exact Frechet
    distance to the field (``pds/analytic/fd.py``), with its noise floor.
 
-Writes ``benchmarks/results/train_gaussian_field.json``.
+Writes ``benchmarks/results/train_gaussian_field.json`` (or ``--out``). ``--smoke``: an 8 x 8
+one-resolution network, 2 steps of batch 4, 1 sampler iteration, 4 samples, on the CPU, in a
+temporary workdir unless ``--workdir`` is given.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ import argparse
 import copy
 import json
 import os
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.smoke import add_smoke_flag, smoke_setup, tiny_network, write_json
 from configs.ve.gaussian_field_16_ncsnpp_small import get_config
 from models.registry import create_model
 from pds.analytic.fd import frechet_distance, noise_floor
@@ -37,9 +41,10 @@ from pds.method.score import get_score_fn
 from pds.method.sde import sde_from_config
 from pds.modes import train as train_mode
 from pds.modes.experiment import experiment_from_config
-from pds.modes.sample import sample_rounds
-from pds.sampling.sampler import spec_from_config
+from pds.modes.sample import Round, sample_rounds
+from pds.sampling.solver import solver_from_config
 from pds.storage.sampling_checkpoints import restore_variables, stored_steps
+from pds.storage.summaries import METRICS_FILE
 
 SIGMAS = (0.02, 0.1, 0.5, 2.0, 10.0)
 HELD_OUT_SEED = 2**30 + 17
@@ -74,8 +79,12 @@ def sample_fd(config, workdir: str, iterations: int, num: int) -> dict[str, floa
         cfg.sampling.steps = iterations
         exp = experiment_from_config(cfg, workdir)
         got: list[np.ndarray] = []
-        res = sample_rounds(exp, spec_from_config(cfg, exp.sde), cfg, num, num,
-                            on_round=lambda k, x, acc=got: acc.append(x), desc=method)
+
+        def keep(r: Round, acc=got) -> None:
+            acc.append(r.rows)
+
+        res = sample_rounds(exp, solver_from_config(cfg, exp.sde), cfg, num, num,
+                            on_round=keep, desc=method)
         out[method] = frechet_distance(np.concatenate(got), field)
         out[f'{method}_sampling_seconds'] = res.sampling_seconds
     return out
@@ -87,10 +96,28 @@ def main() -> None:
     p.add_argument('--every', type=int, default=500)
     p.add_argument('--iterations', type=int, nargs='+', default=[40])
     p.add_argument('--num-samples', type=int, default=256)
-    p.add_argument('--workdir', default='runs/train_gaussian_field')
+    p.add_argument('--workdir', default=None,
+                   help='training workdir (default: runs/train_gaussian_field; with --smoke a '
+                        'temporary folder)')
+    p.add_argument('--out', default='benchmarks/results/train_gaussian_field.json')
+    add_smoke_flag(p)
     args = p.parse_args()
-
     config = get_config()
+    if args.smoke:
+        smoke_setup()
+        tiny_network(config)
+        args.steps, args.every, args.iterations, args.num_samples = 2, 2, [1], 4
+        config.training.batch_size = 4
+        config.training.n_jitted_steps = 1
+        config.training.log_freq = 1
+        config.sampling.pds.num_stat_images = 8
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.workdir is None:
+            args.workdir = os.path.join(tmp, 'train') if args.smoke else 'runs/train_gaussian_field'
+        run(config, args)
+
+
+def run(config, args) -> None:
     config.training.n_iters = args.steps
     config.training.snapshot_freq = args.every
     config.training.snapshot_freq_for_preemption = args.every
@@ -101,7 +128,7 @@ def main() -> None:
 
     field = field_from_config(config)
     size = config.data.image_size
-    x0 = field.sample(np.random.default_rng(HELD_OUT_SEED), 64, size, size)
+    x0 = field.sample(np.random.default_rng(HELD_OUT_SEED), 4 if args.smoke else 64, size, size)
     ckpt_dir = os.path.join(args.workdir, 'checkpoints')
     curve = []
     for step in stored_steps(ckpt_dir):
@@ -116,11 +143,12 @@ def main() -> None:
         row['pds_over_baseline'] = row['pds'] / row['none']
         fds.append(row)
         print(row, flush=True)
-    with open(os.path.join(args.workdir, train_mode.METRICS_FILE)) as f:
+    with open(os.path.join(args.workdir, METRICS_FILE)) as f:
         metrics = [json.loads(line) for line in f]
     rates = [m['steps_per_sec'] for m in metrics if 'steps_per_sec' in m][1:]
     result = {
-        'config': 'configs/ve/gaussian_field_16_ncsnpp_small.py', 'steps': args.steps,
+        'config': 'configs/ve/gaussian_field_16_ncsnpp_small.py', 'smoke': args.smoke,
+        'image_size': size, 'steps': args.steps,
         'batch_size': config.training.batch_size, 'train_seconds': round(train_seconds, 1),
         'steps_per_sec_median': float(np.median(rates)) if rates else None,
         'devices': f'{jax.device_count()} x {jax.devices()[0].device_kind}',
@@ -129,9 +157,7 @@ def main() -> None:
         'frechet_distance': fds,
         'loss_curve': [{k: m[k] for k in ('step', 'loss')} for m in metrics if 'loss' in m],
     }
-    os.makedirs('benchmarks/results', exist_ok=True)
-    with open('benchmarks/results/train_gaussian_field.json', 'w') as f:
-        json.dump(result, f, indent=1)
+    write_json(args.out, result, indent=1)
     print(json.dumps({k: result[k] for k in ('train_seconds', 'steps_per_sec_median',
                                              'noise_floor', 'frechet_distance')}, indent=1))
 

@@ -9,11 +9,16 @@ eight microbatch gradients of 16 and adds them in the fixed tree, the setting th
 4 and 8-device runs comparable. Each case runs in its own process (its own peak memory).
 
     PYTHONPATH=. python benchmarks/train_step_gpu.py --out benchmarks/results/train_step_gpu.json
-    PYTHONPATH=. python benchmarks/train_step_gpu.py --tiny --out /tmp/t.json   # CPU smoke run
+    PYTHONPATH=. python benchmarks/train_step_gpu.py --tiny --out /tmp/t.json   # small network
+    PYTHONPATH=. python benchmarks/train_step_gpu.py --smoke --out /tmp/t.json  # CPU, seconds
+
+``--smoke`` runs the same logic on the CPU at toy size: G = 1 in its own process, batch 4, an
+8 x 8 one-resolution network, one step per call, one timed call.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,8 +26,13 @@ import time
 import jax
 import numpy as np
 
+from benchmarks.smoke import add_smoke_flag, smoke_setup, tiny_network, write_json
 
-def run_case(shards: int, batch: int, jitted: int, repeats: int, tiny: bool) -> dict:
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_case(shards: int, batch: int, jitted: int, repeats: int, tiny: bool,
+             smoke: bool = False) -> dict:
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
@@ -32,7 +42,9 @@ def run_case(shards: int, batch: int, jitted: int, repeats: int, tiny: bool) -> 
     from pds.training import losses, train
 
     config = cifar10_ncsnpp_continuous.get_config()
-    if tiny:
+    if smoke:
+        tiny_network(config)
+    elif tiny:
         config.model.nf, config.model.ch_mult = 16, (1, 2)
         config.model.num_res_blocks, config.model.attn_resolutions = 1, ()
         config.data.image_size = 16
@@ -64,7 +76,7 @@ def run_case(shards: int, batch: int, jitted: int, repeats: int, tiny: bool) -> 
             'steps_per_second': round(jitted / best, 2),
             'peak_bytes': stats.get('peak_bytes_in_use'),
             'final_loss': float(np.asarray(loss)[-1]),
-            'device': str(jax.devices()[0].device_kind), 'tiny': tiny}
+            'device': str(jax.devices()[0].device_kind), 'tiny': tiny, 'smoke': smoke}
 
 
 def main() -> None:
@@ -76,16 +88,24 @@ def main() -> None:
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--tiny', action='store_true')
     p.add_argument('--case', type=int, default=None, help=argparse.SUPPRESS)
+    add_smoke_flag(p)
     a = p.parse_args()
+    if a.smoke:
+        smoke_setup()
+        a.shards, a.batch, a.jitted, a.repeats = '1', 4, 1, 1
     if a.case is not None:
-        print(json.dumps(run_case(a.case, a.batch, a.jitted, a.repeats, a.tiny)), flush=True)
+        print(json.dumps(run_case(a.case, a.batch, a.jitted, a.repeats, a.tiny, a.smoke)),
+              flush=True)
         return
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT, *filter(None, [os.environ.get('PYTHONPATH')])]))
     rows = []
     for g in [int(v) for v in a.shards.split(',')]:
         cmd = [sys.executable, __file__, '--out', a.out, '--case', str(g), '--batch',
                str(a.batch), '--jitted', str(a.jitted), '--repeats', str(a.repeats)]
-        res = subprocess.run(cmd + (['--tiny'] if a.tiny else []), capture_output=True,
-                             text=True)
+        cmd += ['--tiny'] if a.tiny else []
+        cmd += ['--smoke'] if a.smoke else []
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if res.returncode:
             rows.append({'grad_shards': g, 'error': res.stderr[-2000:]})
         else:
@@ -95,9 +115,8 @@ def main() -> None:
     for r in rows:
         if base is not None and 'error' not in r:
             r['time_vs_G1'] = round(r['seconds_per_step'] / base['seconds_per_step'], 3)
-    with open(a.out, 'w') as f:
-        json.dump({'config': 've/cifar10_ncsnpp_continuous', 'jax': jax.__version__,
-                   'rows': rows}, f, indent=2)
+    write_json(a.out, {'config': 've/cifar10_ncsnpp_continuous', 'jax': jax.__version__,
+                       'rows': rows})
 
 
 if __name__ == '__main__':

@@ -24,6 +24,10 @@ def pds_sampling_fields() -> ml_collections.ConfigDict:
     pds.space_mask = ''
     pds.transform = 'normalized'
     pds.num_stat_images = 200
+    # How M enters the reverse-SDE predictors: 'reference' (the paper's sampler: M M^T on the
+    # whole reverse drift; biased, it does not keep the marginals) or 'invariant'
+    # (1/2 (I + M M^T) on the score term; keeps them). See pds/sampling/predictors.py.
+    pds.predictor_form = 'reference'
     return pds
 
 

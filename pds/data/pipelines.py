@@ -11,6 +11,7 @@ Public API
 Sources (``config.data.dataset``)
 - 'gaussian_field': exact samples of ``pds.analytic.gaussian_field.field_from_config(config)``;
   example i of a stream is a function of (seed, stream, i) only;
+- 'gaussian_mixture': the same for ``pds.analytic.mixture.mixture_from_config(config)``;
 - 'npz': ``data.path``, an ``.npz`` with key 'images' or 'arr_0' (or an ``.npy``), uint8 in
   [0, 255] or float in [0, 1], (N, H, W, C) or (N, H, W);
 - 'folder': ``data.path``, a folder of image files, any size (:class:`ImageFolder` says which
@@ -48,8 +49,8 @@ from pds.runtime.errors import ConfigError
 
 TFDS_DATASETS = ('CIFAR10', 'SVHN', 'CELEBA', 'LSUN')
 PREPARED_DATASETS = ('FFHQ', 'CelebAHQ')
-DATASETS = ('gaussian_field', 'npz', 'folder', *TFDS_DATASETS, *PREPARED_DATASETS,
-            'tfds:<name>')
+DATASETS = ('gaussian_field', 'gaussian_mixture', 'npz', 'folder', *TFDS_DATASETS,
+            *PREPARED_DATASETS, 'tfds:<name>')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
 SPLITS = ('train', 'eval')
 
@@ -164,6 +165,23 @@ class GaussianFieldSource(ArraySource):
                               1, h, w) for i in indices])
         x = unscale(x, self.centered)
         return x.astype(np.float32)
+
+
+class GaussianMixtureSource(GaussianFieldSource):
+    """Exact samples of the config's Gaussian-field mixture (pds/analytic/mixture.py) in
+    [0, 1] space; example i is ``mixture.sample(default_rng([seed, 2, stream, i]), 1, H, W)``."""
+
+    def __init__(self, config, seed: int, stream: int):
+        from pds.analytic.mixture import mixture_from_config
+
+        self.field = mixture_from_config(config)
+        self.centered = bool(config.data.centered)
+        self.size = int(config.data.image_size)
+        self.seed, self.stream = int(seed), int(stream)
+        if self.field.num_channels != int(config.data.num_channels):
+            raise ConfigError('model.mixture_means', config.model.mixture_means,
+                              f'one mean per channel (data.num_channels='
+                              f'{config.data.num_channels})')
 
 
 def _to_unit_float(arr: np.ndarray, field: str, value) -> np.ndarray:
@@ -347,7 +365,8 @@ def resolve_split(split: str) -> str:
 
 def dataset_name(config) -> str:
     name = config.data.dataset
-    known = ('gaussian_field', 'npz', 'folder', *TFDS_DATASETS, *PREPARED_DATASETS)
+    known = ('gaussian_field', 'gaussian_mixture', 'npz', 'folder', *TFDS_DATASETS,
+             *PREPARED_DATASETS)
     if not isinstance(name, str) or not (name in known or name.startswith('tfds:')):
         raise ConfigError('data.dataset', name, 'allowed: ' + ', '.join(map(repr, DATASETS)))
     return name
@@ -361,6 +380,8 @@ def array_source(config, split: str, seed: int, path: str | None = None) -> Arra
     path = config.data.get('path', '') if path is None else path
     if name == 'gaussian_field':
         return GaussianFieldSource(config, seed, _SPLIT_TAG[resolve_split(split)])
+    if name == 'gaussian_mixture':
+        return GaussianMixtureSource(config, seed, _SPLIT_TAG[resolve_split(split)])
     if name in PREPARED_DATASETS and config.data.get('tfrecords_path', '') and not path:
         return None
     if name in ('npz', 'folder', *PREPARED_DATASETS):

@@ -25,6 +25,7 @@ class Experiment:
     variables: Any
     precond: Preconditioner
     field: Any = None  # the exact GaussianField, when the data distribution is one
+    mixture: Any = None  # the exact GaussianMixtureField, when the data distribution is one
 
 
 def image_shape(config) -> tuple[int, int, int]:
@@ -44,6 +45,12 @@ def stats_images(config, n: int) -> np.ndarray:
 
         h, w, _ = image_shape(config)
         x = field_from_config(config).sample(np.random.default_rng(config.seed + 7919), n, h, w)
+        return unscale(x, config.data.centered)
+    if config.model.name == 'gaussian_mixture':
+        from pds.analytic.mixture import mixture_from_config
+
+        h, w, _ = image_shape(config)
+        x = mixture_from_config(config).sample(np.random.default_rng(config.seed + 7919), n, h, w)
         return unscale(x, config.data.centered)
     return load_images(config, n)
 
@@ -66,6 +73,11 @@ def score_model_from_config(config, workdir: str | None = None):
             raise ConfigError('model.field_mean', config.model.field_mean,
                               f'one mean per channel (data.num_channels={shape[2]})')
         return exact_score_fn, field.variables(shape[0], shape[1]), field
+    if config.model.name == 'gaussian_mixture':  # exact score; the mixture: experiment_mixture
+        from pds.analytic.mixture import mixture_score_fn
+
+        mixture = experiment_mixture(config)
+        return mixture_score_fn, mixture.variables(shape[0], shape[1]), None
     from pds.modes.network_model import network_score_model
 
     builder, variables = network_score_model(config, workdir)
@@ -81,4 +93,18 @@ def experiment_from_config(config, workdir: str | None = None) -> Experiment:
     sde, grid = sampling_schedule(config)
     precond = preconditioner_from_config(config)
     builder, variables, field = score_model_from_config(config, workdir)
-    return Experiment(sde, grid, image_shape(config), builder, variables, precond, field)
+    return Experiment(sde, grid, image_shape(config), builder, variables, precond, field,
+                      experiment_mixture(config))
+
+
+def experiment_mixture(config):
+    """The exact GaussianMixtureField of a 'gaussian_mixture' model or dataset, else None."""
+    if 'gaussian_mixture' not in (config.model.name, config.data.dataset):
+        return None
+    from pds.analytic.mixture import mixture_from_config
+
+    mixture = mixture_from_config(config)
+    if mixture.num_channels != image_shape(config)[2]:
+        raise ConfigError('model.mixture_means', config.model.mixture_means,
+                          f'one mean per channel (data.num_channels={image_shape(config)[2]})')
+    return mixture

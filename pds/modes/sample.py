@@ -205,7 +205,8 @@ def sampler_summary(config, exp: Experiment, solver: Solver) -> dict:
     out.update(sde=type(exp.sde).__name__, iterations=exp.grid.num_steps, eps=exp.grid.eps,
                precondition=s.precondition)
     if s.precondition == 'pds':
-        out['pds'] = {k: s.pds[k] for k in ('alpha', 'freq_mask', 'space_mask', 'transform')}
+        out['pds'] = {k: s.pds[k] for k in ('alpha', 'freq_mask', 'space_mask', 'transform',
+                                            'predictor_form')}
     return out
 
 
@@ -232,8 +233,11 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
     grid_path = os.path.join(sample_dir, 'grid.png')
     _claim(sample_dir, metrics_path, grid_path, overwrite)
     shown: list[np.ndarray] = []
+    mixed: list[np.ndarray] = []  # the raw rows, for the mixture report
 
     def on_round(r: Round) -> None:
+        if exp.mixture is not None:
+            mixed.append(r.rows)
         arrays = {'samples': to_uint8(r.rows, config.data.centered), 'index': r.index}
         if config.sampling.save_raw:
             arrays['raw'] = r.rows.astype(np.float32)
@@ -245,6 +249,8 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
 
     res = sample_rounds(exp, solver, config, num, batch, on_round)
     distributed.barrier('sample:written')
+    if exp.mixture is not None:  # every process takes part (a collective)
+        mixed = distributed.gather_rows(np.concatenate(mixed))
     if not distributed.is_main():
         return {}
     outputs.write_png(grid_path, outputs.image_grid(np.concatenate(shown)))
@@ -261,8 +267,15 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
         metrics['nfe_max'] = res.nfe_max
     if res.moments is not None:
         h, w, _ = exp.image_shape
-        fd = res.moments.frechet_distance(exp.field.spectrum(h, w))
+        # frechet_distance: the plug-in statistic (biased at small n), with noise_floor, its
+        # value on as many exact samples; frechet_distance_unbiased estimates the population
+        # FD, to be read against frechet_floor_50k (pds/analytic/fd.py)
+        metrics.update(res.moments.summary(exp.field.spectrum(h, w)))
         floor, floor_std = noise_floor(exp.field, num, h, w, seed=config.seed + 1)
-        metrics.update(frechet_distance=fd, noise_floor=floor, noise_floor_std=floor_std)
+        metrics.update(noise_floor=floor, noise_floor_std=floor_std)
+    if exp.mixture is not None:
+        from pds.analytic.mixture import mixture_report
+
+        metrics['mixture'] = mixture_report(mixed, exp.mixture, floor_draws=5, seed=config.seed + 1)
     outputs.write_json(metrics_path, metrics)
     return metrics

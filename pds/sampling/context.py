@@ -70,6 +70,7 @@ class StepEnv:
     n_steps: int
     probability_flow: bool
     batch_mean: Callable[[Array], Array]
+    predictor_form: str = 'reference'  # 'reference' or 'invariant' (pds.sampling.predictors)
 
     @property
     def reverse(self) -> ReverseSDE:

@@ -29,7 +29,7 @@ def no_corrector(env: StepEnv, x, t, index, noise):
     return x, x
 
 
-def _langevin_loop(env: StepEnv, x, t, noise, step_size_fn):
+def langevin_loop(env: StepEnv, x, t, noise, step_size_fn):
     x_mean = x
     for k in range(env.n_steps):  # n_steps is a small static count
         grad = env.drift(env.score_fn(x, t))
@@ -48,11 +48,11 @@ def langevin(env: StepEnv, x, t, index, noise):
         ratio = env.batch_mean(per_example_norm(z)) / env.batch_mean(per_example_norm(grad))
         return jnp.broadcast_to(2.0 * alpha * (env.snr * ratio) ** 2, t.shape)
 
-    return _langevin_loop(env, x, t, noise, step_size)
+    return langevin_loop(env, x, t, noise, step_size)
 
 
 @register_corrector('ald')
 def annealed_langevin(env: StepEnv, x, t, index, noise):
     alpha = env.langevin_alpha(index)
     _, std = env.sde.marginal_prob(x, t)
-    return _langevin_loop(env, x, t, noise, lambda grad, z: 2.0 * alpha * (env.snr * std) ** 2)
+    return langevin_loop(env, x, t, noise, lambda grad, z: 2.0 * alpha * (env.snr * std) ** 2)

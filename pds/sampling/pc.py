@@ -12,12 +12,14 @@ import dataclasses
 from typing import Any
 
 from pds.method.sde import SDE, subVPSDE
-from pds.runtime.errors import ConfigError
+from pds.runtime.errors import ConfigError, check_choice
 from pds.sampling.context import Context, StepEnv
 from pds.sampling.correctors import get_corrector
 from pds.sampling.grid import Interval
 from pds.sampling.predictors import get_predictor
 from pds.sampling.solver import register_solver
+
+PREDICTOR_FORMS = ('reference', 'invariant')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,10 +30,11 @@ class PredictorCorrector:
     n_steps_each: int = 1
     probability_flow: bool = False
     noise_removal: bool = True
+    predictor_form: str = 'reference'  # how M enters the reverse-SDE predictors
 
     def env(self, ctx: Context) -> StepEnv:
         return StepEnv(ctx.sde, ctx.score_fn, ctx.precond, self.snr, self.n_steps_each,
-                       self.probability_flow, ctx.batch_mean)
+                       self.probability_flow, ctx.batch_mean, self.predictor_form)
 
     def init(self, ctx: Context, x):
         return x, x
@@ -50,7 +53,10 @@ class PredictorCorrector:
         return x_mean if self.noise_removal else x
 
     def summary(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings; the predictor form is reported with the PDS settings."""
+        out = dataclasses.asdict(self)
+        del out['predictor_form']
+        return out
 
 
 @register_solver('pc')
@@ -65,5 +71,11 @@ def from_config(config, sde: SDE) -> PredictorCorrector:
         raise ConfigError('sampling.n_steps_each', s.n_steps_each, 'an integer >= 1')
     if not isinstance(s.snr, int | float) or not s.snr > 0:
         raise ConfigError('sampling.snr', s.snr, 'a number > 0')
+    form = s.pds.get('predictor_form', 'reference')
+    check_choice('sampling.pds.predictor_form', form, PREDICTOR_FORMS)
+    if form == 'invariant' and s.probability_flow:
+        raise ConfigError('sampling.pds.predictor_form', form,
+                          "'reference' with sampling.probability_flow=True (the invariant form "
+                          'is a reverse SDE; a preconditioner may not enter an ODE drift)')
     return PredictorCorrector(s.predictor, s.corrector, float(s.snr), int(s.n_steps_each),
-                              bool(s.probability_flow), bool(s.noise_removal))
+                              bool(s.probability_flow), bool(s.noise_removal), form)

@@ -1,8 +1,17 @@
 """Predictors: one reverse-time step from t_i to t_{i+1}, selected by name.
 
-With a preconditioner (M, as in :mod:`pds.method.precondition`) the reverse drift is multiplied by
-M M^T and the noise by M, as the PDS reference does for reverse diffusion; here the same rule
-also covers Euler-Maruyama. Ancestral sampling ignores M (as the reference does).
+With a preconditioner M (:mod:`pds.method.precondition`) the reverse-SDE predictors take one
+of two forms (``sampling.pds.predictor_form``), for forward drift f, diffusion g and score s:
+
+- 'reference' (the PDS reference): the whole reverse drift is multiplied by M M^T,
+  dx = M M^T [f - g^2 s] dt + g M dw. It does NOT keep the marginals p_t when M M^T != I
+  (REFERENCE.md section 1: one Fourier mode with gain 1.25 ends at 0.74 of its variance).
+- 'invariant': dx = [f - 1/2 g^2 (I + M M^T) s] dt + g M dw, the reverse SDE whose noise is
+  g M and whose marginals are the forward ones (its Fokker-Planck equation is the forward one
+  run backwards).
+
+Both reduce to the plain predictor for M = I. Ancestral sampling ignores M (as the reference
+does).
 """
 
 from __future__ import annotations
@@ -26,20 +35,37 @@ def no_predictor(env: StepEnv, x, t, index, noise):
     return x, x
 
 
+def _invariant_score_term(env: StepEnv, x, t, g2):
+    """1/2 g^2 (I + M M^T) s(x, t), g2 of shape (B,)."""
+    score = env.score_fn(x, t)
+    return 0.5 * bcast(g2, x) * (score + env.drift(score))
+
+
 @register_predictor('euler_maruyama')
 def euler_maruyama(env: StepEnv, x, t, index, noise):
-    """x_mean = x + M M^T f_rev dt (dt = -1/N); x = x_mean + g sqrt(-dt) M z."""
+    """score_sde's step dt = -1/N (its Euler-Maruyama assumes the uniform grid of N points):
+    reference x_mean = x + M M^T [f - g^2 s] dt, invariant x_mean = x + [f - 1/2 g^2
+    (I + M M^T) s] dt; then x = x_mean + g sqrt(-dt) M z."""
     dt = -1.0 / env.sde.N
-    drift, diffusion = env.reverse.sde(x, t)
-    x_mean = x + env.drift(drift) * dt
+    if env.predictor_form == 'invariant':
+        f, diffusion = env.sde.sde(x, t)
+        x_mean = x + (f - _invariant_score_term(env, x, t, diffusion**2)) * dt
+    else:
+        drift, diffusion = env.reverse.sde(x, t)
+        x_mean = x + env.drift(drift) * dt
     return x_mean + bcast(diffusion * np.sqrt(-dt), x) * env.noise_term(noise(0)), x_mean
 
 
 @register_predictor('reverse_diffusion')
 def reverse_diffusion(env: StepEnv, x, t, index, noise):
-    """x_mean = x - M M^T f_rev; x = x_mean + G M z."""
-    f, G = env.reverse.discretize(x, t, index)
-    x_mean = x - env.drift(f)
+    """On the discrete ladder (f, G of ``sde.discretize``): reference x_mean = x - M M^T
+    [f - G^2 s], invariant x_mean = x - f + 1/2 G^2 (I + M M^T) s; then x = x_mean + G M z."""
+    if env.predictor_form == 'invariant':
+        f, G = env.sde.discretize(x, t, index)
+        x_mean = x - f + _invariant_score_term(env, x, t, G**2)
+    else:
+        f, G = env.reverse.discretize(x, t, index)
+        x_mean = x - env.drift(f)
     return x_mean + bcast(G, x) * env.noise_term(noise(0)), x_mean
 
 

@@ -15,6 +15,8 @@ import numpy as np
 
 from configs.tiny.ncsnpp_train import get_config as tiny_config  # also test_train's
 
+UPDATE_REL = 2.0**-10  # float32 allowance of the 1- vs 4-device comparison (see devices)
+
 
 def devices() -> None:
     """Two steps on meshes of 1, 2 and 4 devices with 4 gradient microbatches."""
@@ -46,10 +48,26 @@ def devices() -> None:
         assert np.array_equal(out[n][1], out[4][1]), (n, out[n][1], out[4][1])
     for a, b in zip(jax.tree_util.tree_leaves(out[2][0]), jax.tree_util.tree_leaves(out[4][0])):
         assert np.array_equal(a, b), np.max(np.abs(np.asarray(a, np.float64) - b))
-    worst = max(float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0)) for a, b in
-                zip(jax.tree_util.tree_leaves(out[1][0]), jax.tree_util.tree_leaves(out[4][0])))
-    print(f'2 vs 4 devices identical; 1 vs 4 devices: max parameter difference {worst:.3g}')
-    assert worst < 1e-7, worst  # XLA's one-partition rewrites (pds/training/train.py), not the sum
+    # 1 vs 4 devices: XLA compiles one-partition programs with other algebraic rewrites
+    # (pds/training/train.py), so gradients differ by float32 rounding of their reductions:
+    # ~sqrt(n) eps32 of sum |terms| for n = B H W C summands (~2^-17 at n = 1536), larger
+    # relative to a gradient that cancels. Adam divides by sqrt(v), so that relative error
+    # reaches the update itself. Per leaf the bound is UPDATE_REL = 2^-10 of its largest update
+    # over the two steps (2^7 left for cancellation), plus the rounding of the parameter
+    # (4 eps32 max |p|) and an absolute 8 eps32 lr for leaves whose gradient is itself rounding
+    # noise (Adam then moves them by lr g / adam_eps, which differs at that scale).
+    start = train.host_tree(train.init_state(variables, tx))
+    eps32, lr = float(np.finfo(np.float32).eps), float(config.optim.lr)
+    worst = 0.0
+    for a, b, p0 in zip(jax.tree_util.tree_leaves(out[1][0]), jax.tree_util.tree_leaves(out[4][0]),
+                        jax.tree_util.tree_leaves(start)):
+        b = np.asarray(b, np.float64)
+        update = float(np.max(np.abs(b - p0), initial=0))
+        bound = (UPDATE_REL * update + 4 * eps32 * float(np.max(np.abs(b), initial=0))
+                 + 8 * eps32 * lr)
+        worst = max(worst, float(np.max(np.abs(np.asarray(a, np.float64) - b), initial=0)) / bound)
+    print(f'2 vs 4 devices identical; 1 vs 4 devices: worst difference {worst:.3g} of the bound')
+    assert worst <= 1.0, worst
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
         jax.tree_util.tree_leaves(out[4][0].params),
         jax.tree_util.tree_leaves(variables['params'])))

@@ -1,0 +1,51 @@
+"""What the benchmark scripts share for their ``--smoke`` size.
+
+``--smoke`` runs a script's whole logic (every phase, every output field) at a toy size on the
+CPU: tiny images and networks, one or two sampler iterations, one repeat, results to the path
+given by ``--out``. It takes seconds, measures nothing, and is what
+``tests/benchmarks/test_smoke.py`` runs. Without ``--smoke`` a script behaves as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+SMOKE_HELP = ('toy sizes on the CPU (tiny images and networks, a couple of steps, one '
+              'repeat): checks the script end to end in seconds; measures nothing')
+
+
+def add_smoke_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--smoke', action='store_true', help=SMOKE_HELP)
+
+
+def smoke_setup() -> None:
+    """Run JAX on the CPU with most XLA optimisations off (they double the compile time of
+    these toy programs), here and in child processes. Call before JAX picks a backend."""
+    os.environ['JAX_PLATFORMS'] = 'cpu'
+    os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '1'
+    import jax
+
+    jax.config.update('jax_platforms', 'cpu')
+    jax.config.update('jax_disable_most_optimizations', True)
+
+
+def tiny_network(config, image_size: int = 8) -> None:
+    """Shrink a score network config in place: one resolution of 8 channels, no residual
+    blocks besides the middle and output ones, no attention at any resolution (the same model
+    family and code path; it compiles in a few seconds on the CPU)."""
+    model = config.model
+    model.nf = 8
+    model.ch_mult = (1,)
+    model.num_res_blocks = 0
+    model.attn_resolutions = ()
+    config.data.image_size = image_size
+
+
+def write_json(path: str, result: dict, indent: int = 2) -> None:
+    """Write ``result`` to ``path`` (creating its folder)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(result, f, indent=indent, default=float)

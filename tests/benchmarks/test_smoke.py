@@ -1,0 +1,225 @@
+"""Every benchmark script, end to end at its ``--smoke`` size (benchmarks/smoke.py).
+
+Each script runs as its README says (``PYTHONPATH=. python benchmarks/<script>.py``, from the
+repository root) in its own process on the CPU, with ``--smoke --out <tmp>``; the test checks
+the exit code, that the result file holds the script's fields, and that nothing under the
+committed ``benchmarks/results/`` changed.
+
+The runs are single-threaded compiles for the most part, so on a plain ``pytest`` run the
+selected scripts start together, two at a time (``PARALLEL``), and each test waits for its
+own; under pytest-xdist (``-n 2``, as ``make test`` runs) the workers already share the
+cores, and each test runs its script itself.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from tests.paths import ROOT
+
+BENCHMARKS = os.path.join(ROOT, 'benchmarks')
+RESULTS = os.path.join(BENCHMARKS, 'results')
+NOT_SCRIPTS = {'__init__.py', 'smoke.py'}
+TIMEOUT = 600
+PARALLEL = 2
+
+
+def has_smoke_size(script: str) -> bool:
+    with open(os.path.join(BENCHMARKS, script)) as f:
+        return '--smoke' in f.read()
+
+
+# Script -> (output name under the run's folder, extra arguments; {tmp} is that folder),
+# longest first (the order runs start in).
+SCRIPTS = {
+    'train_gaussian_field.py': ('result.json', ['--workdir', '{tmp}/train']),
+    'field16_exact_vs_learned.py': ('result.json', []),
+    'train_step_gpu.py': ('result.json', []),
+    'gpu_check.py': ('result.json', []),
+    'network_cpu.py': ('result.json', []),
+    'host_memory.py': ('out', []),  # a folder: host_memory.json and .png
+    'inception_throughput.py': ('result.json', []),
+    'precondition_ffhq1024.py': ('result.json', []),
+    'cpu_layout_check.py': ('result.json', []),
+}
+
+
+def smoke_env() -> dict[str, str]:
+    env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='1')
+    env['PYTHONPATH'] = os.pathsep.join([ROOT, *filter(None, [env.get('PYTHONPATH')])])
+    return env
+
+
+def results_snapshot() -> dict[str, tuple[int, int]]:
+    return {name: (st.st_size, st.st_mtime_ns) for name in sorted(os.listdir(RESULTS))
+            for st in [os.stat(os.path.join(RESULTS, name))]}
+
+
+def run_script(script: str, folder: str) -> str:
+    """Run one script at --smoke size; its output path, or an AssertionError message."""
+    name, extra = SCRIPTS[script]
+    out = os.path.join(folder, name)
+    cmd = [sys.executable, os.path.join('benchmarks', script), '--smoke', '--out', out,
+           *(a.format(tmp=folder) for a in extra)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=smoke_env(), capture_output=True, text=True,
+                          timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, (f'{" ".join(cmd)} exited {proc.returncode}\n'
+                                  f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
+    return out
+
+
+class SmokeRuns:
+    """The scripts' runs, each in its own folder; started ahead (PARALLEL at a time) for the
+    selected tests unless pytest-xdist spreads the tests over workers."""
+
+    def __init__(self, folder: Callable[[str], str], selected: list[str], ahead: bool):
+        self.folder = folder
+        self.before = results_snapshot()
+        self.pool = concurrent.futures.ThreadPoolExecutor(PARALLEL) if ahead else None
+        self.runs: dict[str, concurrent.futures.Future] = {}
+        for script in (s for s in SCRIPTS if s in selected and self.pool is not None):
+            self.runs[script] = self.pool.submit(run_script, script, folder(script))
+
+    def output(self, script: str) -> str:
+        if script in self.runs:
+            out = self.runs[script].result()
+        else:
+            out = run_script(script, self.folder(script))
+        assert results_snapshot() == self.before, 'a smoke run touched benchmarks/results/'
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for run in self.runs.values():
+                run.cancel()
+            self.pool.shutdown(wait=True)
+
+
+@pytest.fixture(scope='module')
+def smoke(request, tmp_path_factory):
+    selected = [item.name[len('test_'):] + '.py' for item in request.session.items
+                if item.module is request.module]
+    selected = [s for s in selected if s in SCRIPTS and has_smoke_size(s)]
+    ahead = 'PYTEST_XDIST_WORKER' not in os.environ and len(selected) > 1
+    runs = SmokeRuns(lambda s: str(tmp_path_factory.mktemp(s[:-3])), selected, ahead)
+    yield runs
+    runs.close()
+
+
+def load(path: str) -> dict:
+    assert os.path.isfile(path), f'{path} was not written'
+    with open(path) as f:
+        return json.load(f)
+
+
+def has(d: dict, *keys: str) -> None:
+    missing = [k for k in keys if k not in d]
+    assert not missing, f'missing {missing} in {sorted(d)}'
+
+
+def test_precondition_ffhq1024(smoke):
+    r = load(smoke.output('precondition_ffhq1024.py'))
+    has(r, 'device', 'batch', 'image_size', 'sampler_seconds_per_iteration', 'preconditioner')
+    assert r['smoke'] and r['image_size'] < 1024
+    has(r['sampler_seconds_per_iteration'], 'none', 'pds', 'pds_over_baseline')
+    for masks in ('freq', 'freq+space'):
+        row = r['preconditioner'][masks]
+        has(row, 'ours_seconds', 'complex_seconds', 'speedup', 'max_abs_difference')
+        assert row['max_abs_difference'] < 1e-4  # rfft2 path == the reference's complex one
+
+
+def test_gpu_check(smoke):
+    r = load(smoke.output('gpu_check.py'))
+    has(r, 'device', 'jax', 'cases', 'wall_seconds')
+    assert len(r['cases']) == 1
+    case = r['cases'][0]
+    assert 'error' not in case, case.get('error')
+    has(case, 'baseline_compile_seconds', 'baseline_seconds_per_nfe', 'pds_seconds_per_nfe',
+        'pds_ops_seconds_per_iteration', 'pds_overhead_fraction', 'pds_sampler_over_baseline',
+        'peak_bytes_in_use')
+    assert case['baseline_nfe'] == 2  # reverse diffusion + Langevin, 1 iteration
+
+
+def test_network_cpu(smoke):
+    r = load(smoke.output('network_cpu.py'))
+    has(r, 'device', 'cpu_count', 'cases')
+    assert len(r['cases']) == 1
+    has(r['cases'][0], 'baseline_seconds_per_nfe', 'pds_seconds_per_nfe',
+        'pds_ops_seconds_per_iteration', 'pds_ops_fraction_of_iteration',
+        'pds_sampler_over_baseline', 'wall_seconds')
+
+
+def test_train_step_gpu(smoke):
+    r = load(smoke.output('train_step_gpu.py'))
+    has(r, 'config', 'jax', 'rows')
+    assert r['rows'], r
+    for row in r['rows']:
+        assert 'error' not in row, row.get('error')
+        has(row, 'grad_shards', 'seconds_per_step', 'steps_per_second', 'final_loss',
+            'compile_plus_first_call_seconds', 'time_vs_G1')
+
+
+def test_host_memory(smoke):
+    out = smoke.output('host_memory.py')
+    r = load(os.path.join(out, 'host_memory.json'))
+    has(r, 'machine', 'runs', 'summary', 'overrides')
+    assert [run['rounds'] for run in r['runs']] == [1, 2]
+    for run in r['runs']:
+        has(run, 'peak_rss_mib', 'wall_seconds', 'rss_series', 'peak_rss_round_loop_mib')
+        assert run['metrics']['num_samples'] == run['num_samples']
+    has(r['summary'], 'peak_growth_mib', 'flat')
+    assert os.path.getsize(os.path.join(out, 'host_memory.png')) > 0
+
+
+def test_inception_throughput(smoke):
+    r = load(smoke.output('inception_throughput.py'))
+    has(r, 'batch', 'images_per_s', 'median_batch_s', 'compile_plus_first_call_s', 'resize')
+
+
+def test_train_gaussian_field(smoke):
+    r = load(smoke.output('train_gaussian_field.py'))
+    has(r, 'train_seconds', 'score_error_curve', 'noise_floor', 'frechet_distance',
+        'loss_curve')
+    assert r['score_error_curve'] and r['loss_curve']
+    has(r['score_error_curve'][-1]['relative_score_error'], '0.02', '10.0')
+    has(r['frechet_distance'][0], 'none', 'pds', 'pds_over_baseline')
+
+
+def test_field16_exact_vs_learned(smoke):
+    r = load(smoke.output('field16_exact_vs_learned.py'))
+    has(r, 'bench', 'noise_floor', 'traces', 'exact_capped', 'score_band_errors',
+        'score_scale_response', 'total_seconds')
+    has(r['bench'][0], 'exact_baseline', 'exact_pds', 'learned_baseline', 'learned_pds')
+    assert {(t['score'], t['method']) for t in r['traces']} == {
+        (s, m) for s in ('exact', 'learned') for m in ('none', 'pds')}
+    has(r['traces'][0]['steps'][0], 'corrector_eps', 'fd_to_marginal', 'energy_ratio')
+
+
+# cpu_layout_check.py belongs to another change and has no --smoke size yet; a full run (three
+# processes compiling the tiny NCSN++ training step) takes minutes on 2 cores.
+@pytest.mark.skipif(not has_smoke_size('cpu_layout_check.py'),
+                    reason='cpu_layout_check.py has no --smoke size yet')
+def test_cpu_layout_check(smoke):
+    r = load(smoke.output('cpu_layout_check.py'))
+    has(r, '1x4', '2x2', 'identical', 'differing_leaves', 'total_leaves')
+
+
+def test_every_script_has_a_smoke_test():
+    scripts = {f for f in os.listdir(BENCHMARKS) if f.endswith('.py')} - NOT_SCRIPTS
+    tested = {name[len('test_'):] + '.py' for name in globals() if name.startswith('test_')}
+    assert scripts <= tested, f'no smoke test for {sorted(scripts - tested)}'
+    assert scripts <= set(SCRIPTS), f'not in SCRIPTS: {sorted(scripts - set(SCRIPTS))}'
+
+
+@pytest.mark.parametrize('script', sorted(
+    f for f in os.listdir(BENCHMARKS)
+    if f.endswith('.py') and f not in NOT_SCRIPTS and f != 'cpu_layout_check.py'))
+def test_script_has_a_smoke_size(script):
+    assert has_smoke_size(script), f'{script} has no --smoke size'

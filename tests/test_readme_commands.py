@@ -1,0 +1,370 @@
+"""The README commands: every shell command a user would copy from README.md and
+benchmarks/README.md runs here at a reduced size, or is listed in NOT_RUNNABLE with the reason.
+
+A command is a line of a fenced ```sh block (backslash continuations joined, comments
+dropped), or an inline code span of the prose that starts with a program (COMMAND_WORDS,
+after optional VAR=value assignments) and has arguments. The test fails when a command is
+neither runnable nor listed, when a listed command is no longer in the READMEs, and when a
+run exits non-zero or leaves out its outputs. How a command is reduced:
+
+- ``python main.py ... --mode=sample|bench``: the README's flags with config overrides
+  (REDUCE; they replace the README's own values of the same fields, since a repeated tuple
+  field accumulates): 2 iterations, 4 samples, 8 x 8 images, 4 images for the PDS mask, and
+  for a score network a one-resolution nf=8 network (freshly initialised: the workdir is
+  new). ``--workdir`` goes to a temporary folder, JAX runs on the CPU.
+- ``make T``: its recipe (``make -n``, the install step skipped) with ``python`` as $(PY), each
+  line reduced as here.
+- ``for i in ...; do CMD & done; wait``: one CMD per value, all at once (a free port for the
+  coordinator); every process must exit 0.
+- ``python benchmarks/X.py ARGS``: run at its ``--smoke`` size by
+  tests/benchmarks/test_smoke.py, which must have ``test_X``; here (one process for all of
+  them) the script is imported as ``__main__`` and its parser must accept ARGS.
+- ``ruff check .``, ``cat FILE``: as written (FILE under the reduced workdir).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.paths import ROOT
+
+READMES = ('README.md', os.path.join('benchmarks', 'README.md'))
+SMOKE_TESTS = os.path.join(ROOT, 'tests', 'benchmarks', 'test_smoke.py')
+COMMAND_WORDS = {'python', 'python3', 'make', 'pytest', 'ruff', 'srun', 'gcloud', 'for'}
+TIMEOUT = 600
+
+FULL_SUITE = ('the whole test suite (ruff, then pytest -n 2: about 10 minutes on 2 cores), '
+              'this test included')
+NOT_RUNNABLE = {
+    'make test': FULL_SUITE,
+    'pytest -n 2': FULL_SUITE,
+    'python main.py --config=configs/ve/ffhq_256_ncsnpp_continuous.py --workdir=runs/ffhq '
+    '--mode=convert --source=/path/to/checkpoint_48.pth':
+        "needs score_sde_pytorch's FFHQ-256 checkpoint (checkpoint_48.pth), which cannot be "
+        'downloaded here (tests/pds/modes/test_convert.py converts generated checkpoints)',
+    'python main.py --config=configs/ve/ffhq_256_ncsnpp_continuous.py --workdir=runs/ffhq '
+    '--mode=sample --config.sampling.precondition=pds '
+    '--config.sampling.pds.freq_mask=/path/to/ffhq_256_freq.npy --config.sampling.speed_up=30':
+        "needs the converted checkpoint of the command above and the reference's FFHQ-256 "
+        'frequency mask file (/path/to/ffhq_256_freq.npy), neither downloadable here',
+    'gcloud compute tpus tpu-vm ssh $TPU --zone=$ZONE --worker=all --command "cd pds && python '
+    'main.py --distributed --config=configs/ve/ffhq_256_ncsnpp_continuous.py '
+    '--workdir=gs://bucket/ffhq --mode=eval --config.sampling.precondition=pds"':
+        'needs a Cloud TPU pod slice ($TPU, $ZONE) and a gs:// bucket',
+    'srun --nodes=4 --ntasks-per-node=8 --gpus-per-node=8 python main.py --distributed '
+    '--config=... --workdir=/shared/run --mode=sample':
+        'needs a SLURM cluster of 4 nodes x 8 GPUs (and --config=... is a placeholder)',
+    'python main.py --distributed --coordinator_address=10.0.0.1:1234 --num_processes=4 '
+    '--process_id=$RANK --config=... --workdir=/shared/run --mode=train':
+        'needs 4 hosts that reach the coordinator 10.0.0.1:1234 (and --config=... is a '
+        'placeholder); the 2-process loop on localhost runs the same launch path',
+    'python -m evaluation.inception_weights --source pt_inception-2015-12-05-6726825d.pth '
+    '--out inception_fid.npz':
+        "needs pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth, a "
+        'download); tests/evaluation/test_inception_weights_io.py converts random weights',
+    'python main.py --mode=sample':
+        'not a whole command: prose naming the sampling runs that benchmarks/host_memory.py '
+        'launches (they run in its smoke test)',
+}
+
+# Config overrides per mode (they replace the README's values of the same fields).
+REDUCE = {
+    'sample': {'eval.num_samples': '4', 'eval.batch_size': '4', 'sampling.steps': '2'},
+    'bench': {'bench.steps': '(2,)', 'bench.num_samples': '4', 'bench.batch_size': '4'},
+}
+SMALL_DATA = {'data.image_size': '8', 'sampling.pds.num_stat_images': '4'}
+TINY_NETWORK = {'model.nf': '8', 'model.ch_mult': '(1,)', 'model.num_res_blocks': '0',
+                'model.attn_resolutions': '()'}
+OUTPUTS = {'sample': 'metrics.json', 'bench': os.path.join('bench', 'quality.csv')}
+# README placeholders in command lines, and what stands in for them.
+PLACEHOLDERS = {'--batch B': '--batch 2', '<file>': 'cpu_layout',
+                '<copy of the training workdir>': 'runs/trained_field16'}
+
+
+# --- extraction
+
+FENCE = re.compile(r'^```([\w-]*)[^\n]*\n(.*?)^```', re.M | re.S)
+
+
+def normalize(command: str) -> str:
+    return ' '.join(command.split())
+
+
+def is_command(span: str) -> bool:
+    words = span.split()
+    while words and re.fullmatch(r'[A-Z_][A-Z0-9_]*=\S*', words[0]):
+        words = words[1:]
+    return len(words) >= 2 and words[0] in COMMAND_WORDS  # a bare word names the tool
+
+
+def extract(text: str) -> list[str]:
+    """The commands of a markdown text, in order, without repeats."""
+    found = []
+    for block in FENCE.finditer(text):
+        if block.group(1) not in ('sh', 'bash', 'shell', 'console'):
+            continue
+        for line in block.group(2).replace('\\\n', ' ').splitlines():
+            line = re.sub(r'(^|\s)#(\s.*)?$', '', line).strip()
+            if line:
+                found.append(normalize(line))
+    for span in re.finditer(r'`([^`]+)`', FENCE.sub('', text)):
+        if is_command(span.group(1)):
+            found.append(normalize(span.group(1)))
+    return list(dict.fromkeys(found))
+
+
+def readme_commands() -> list[str]:
+    found = []
+    for name in READMES:
+        with open(os.path.join(ROOT, name)) as f:
+            found += extract(f.read())
+    return list(dict.fromkeys(found))
+
+
+COMMANDS = readme_commands()
+RUNNABLE = [c for c in COMMANDS if c not in NOT_RUNNABLE]
+
+
+# --- reduction
+
+class NotReducibleError(Exception):
+    """A README command this test does not know how to run at a reduced size."""
+
+
+@dataclasses.dataclass
+class Job:
+    argv: list[str]
+    env: dict[str, str]
+    outputs: list[str] = dataclasses.field(default_factory=list)  # must exist afterwards
+
+
+@dataclasses.dataclass
+class Covered:
+    """A benchmark script: run at --smoke size by tests/benchmarks/test_smoke.py."""
+
+    script: str
+    args: list[str]
+
+
+Stage = list  # of Job (run at once) or one Covered
+
+
+def base_env(assignments: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='1')
+    for key, value in assignments.items():
+        env[key] = os.path.join(ROOT, value) if key == 'PYTHONPATH' else value
+    return env
+
+
+def split_assignments(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    env = {}
+    while words and re.fullmatch(r'[A-Z_][A-Z0-9_]*=\S*', words[0]):
+        key, value = words[0].split('=', 1)
+        env[key] = value
+        words = words[1:]
+    return env, words
+
+
+def relocate_workdirs(lines: list[str], tmp: str) -> list[str]:
+    """Every --workdir of these lines (and each later mention of it) moved under tmp."""
+    moved = {}
+    for line in lines:
+        for workdir in re.findall(r'--workdir=(\S+)', line):
+            moved.setdefault(workdir, os.path.join(tmp, f'workdir{len(moved)}'))
+    for old, new in moved.items():
+        lines = [line.replace(old, new) for line in lines]
+    return lines
+
+
+def reduce_main(args: list[str], env: dict[str, str]) -> Job:
+    flags = dict(a[2:].split('=', 1) for a in args if a.startswith('--') and '=' in a)
+    mode = flags.get('mode', 'sample')
+    if mode not in REDUCE or 'config' not in flags or 'workdir' not in flags:
+        raise NotReducibleError(f'main.py --mode={mode} with flags {sorted(flags)}')
+    overrides = {**REDUCE[mode], **SMALL_DATA}
+    if not flags['config'].startswith('configs/analytic/'):
+        overrides.update(TINY_NETWORK)
+    kept = [a for a in args if a.split('=', 1)[0][len('--config.'):] not in overrides]
+    return Job([sys.executable, 'main.py', *kept,
+                *(f'--config.{k}={v}' for k, v in overrides.items())], env,
+               [os.path.join(flags['workdir'], OUTPUTS[mode])])
+
+
+def reduce_line(line: str, tmp: str) -> list[Stage]:
+    """The stages (run one after the other) of one command line, already relocated."""
+    assignments, words = split_assignments(shlex.split(line))
+    env = base_env(assignments)
+    if not words:
+        raise NotReducibleError(line)
+    if words[0] in ('python', 'python3') and len(words) > 1:
+        if words[1] == 'main.py':
+            return [[reduce_main(words[2:], env)]]
+        if words[1].startswith('benchmarks/') and words[1].endswith('.py'):
+            return [[Covered(words[1], words[2:])]]
+    if words[:2] == ['ruff', 'check']:
+        return [[Job([sys.executable, '-m', 'ruff', *words[1:]], env)]]
+    if words[0] == 'cat' and len(words) == 2 and words[1].startswith(tmp):
+        return [[Job(['cat', words[1]], env)]]
+    raise NotReducibleError(line)
+
+
+def make_recipe(targets: list[str]) -> list[str]:
+    """The recipe lines of make targets, with python as $(PY) and the install step skipped."""
+    out = subprocess.run(['make', '-n', '-o', os.path.join('.venv', '.installed'), 'PY=python',
+                          *targets], cwd=ROOT, capture_output=True, text=True, check=True)
+    return [normalize(line) for line in out.stdout.replace('\\\n', ' ').splitlines()
+            if line.strip()]
+
+
+def free_port() -> int:
+    from pds.runtime.distributed import free_port as port
+
+    return port()
+
+
+def plan(command: str, tmp: str) -> list[Stage]:
+    """How ``command`` runs here, as stages; NotReducibleError if it cannot."""
+    for placeholder, value in PLACEHOLDERS.items():
+        command = command.replace(placeholder, value)
+    loop = re.fullmatch(r'for (\w+) in ([^;]+); do (.+) & done; wait', command)
+    if loop:
+        var, values, body = loop.groups()
+        body = re.sub(r'localhost:\d+', f'localhost:{free_port()}', body)
+        [body] = relocate_workdirs([body], tmp)
+        jobs = []
+        for value in values.split():
+            stages = reduce_line(body.replace(f'${var}', value), tmp)
+            if len(stages) != 1 or not all(isinstance(j, Job) for j in stages[0]):
+                raise NotReducibleError(command)
+            jobs += stages[0]
+        return [jobs]
+    if command.startswith('make '):
+        lines = relocate_workdirs(make_recipe(command.split()[1:]), tmp)
+    else:
+        lines = relocate_workdirs([command], tmp)
+    return [stage for line in lines for stage in reduce_line(line, tmp)]
+
+
+# --- running
+
+def run_jobs(jobs: list[Job], command: str) -> None:
+    procs = [subprocess.Popen(job.argv, cwd=ROOT, env=job.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+             for job in jobs]
+    failures = []
+    try:
+        for job, proc in zip(jobs, procs, strict=True):
+            out, _ = proc.communicate(timeout=TIMEOUT)
+            if proc.returncode != 0:
+                failures.append(f'{shlex.join(job.argv)} exited {proc.returncode}:\n'
+                                f'{out[-4000:]}')
+            failures += [f'{shlex.join(job.argv)} did not write {path}'
+                         for path in job.outputs if not os.path.exists(path)]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert not failures, f'README command: {command}\n' + '\n'.join(failures)
+
+
+def smoke_test_names() -> set[str]:
+    with open(SMOKE_TESTS) as f:
+        return set(re.findall(r'^def (test_\w+)\(', f.read(), re.M))
+
+
+PARSE_CHECK = textwrap.dedent('''
+    import argparse, json, runpy, sys
+
+    class Parsed(Exception):
+        pass
+
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_only(self, args=None, namespace=None):
+        parse(self, args, namespace)
+        raise Parsed
+
+    argparse.ArgumentParser.parse_args = parse_only
+    result = {}
+    for script, args in json.loads(sys.argv[1]):
+        sys.argv = [script, *args]
+        try:
+            runpy.run_path(script, run_name='__main__')
+            result[script + ' ' + ' '.join(args)] = 'ran past its parser'
+        except Parsed:
+            result[script + ' ' + ' '.join(args)] = 'ok'
+        except SystemExit as e:
+            result[script + ' ' + ' '.join(args)] = f'exit {e.code}'
+    print('RESULT ' + json.dumps(result))
+''')
+
+
+@pytest.fixture(scope='module')
+def parsed_benchmark_args(tmp_path_factory) -> dict[str, str]:
+    """Each benchmark command's arguments through its script's own parser, all scripts in one
+    process (their imports run as in a real start; nothing past the parser does)."""
+    import json
+
+    tmp = str(tmp_path_factory.mktemp('parse'))
+    calls = [[c.script, c.args] for command in RUNNABLE
+             for stage in plan_or_empty(command, tmp) for c in stage if isinstance(c, Covered)]
+    proc = subprocess.run([sys.executable, '-c', PARSE_CHECK, json.dumps(calls)], cwd=ROOT,
+                          env=base_env({'PYTHONPATH': '.'}), capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT ')]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return json.loads(lines[-1][len('RESULT '):])
+
+
+def plan_or_empty(command: str, tmp: str) -> list[Stage]:
+    try:
+        return plan(command, tmp)
+    except NotReducibleError:
+        return []
+
+
+# --- tests
+
+def test_commands_are_found():
+    assert len(COMMANDS) > 10, COMMANDS
+    assert 'make demo' in COMMANDS
+
+
+def test_every_command_is_run_or_listed(tmp_path):
+    unknown = []
+    for command in RUNNABLE:
+        try:
+            plan(command, str(tmp_path))
+        except NotReducibleError as e:
+            unknown.append(f'{command}  ({e})')
+    assert not unknown, ('README commands neither runnable here nor listed in NOT_RUNNABLE:\n'
+                         + '\n'.join(unknown))
+    stale = sorted(set(NOT_RUNNABLE) - set(COMMANDS))
+    assert not stale, f'NOT_RUNNABLE lists commands that are no longer in the READMEs: {stale}'
+
+
+@pytest.mark.parametrize('command', RUNNABLE, ids=[c[:80] for c in RUNNABLE])
+def test_readme_command(command, tmp_path, request):
+    try:
+        stages = plan(command, str(tmp_path))
+    except NotReducibleError as e:
+        pytest.fail(f'not runnable and not in NOT_RUNNABLE: {command} ({e})')
+    for stage in stages:
+        if isinstance(stage[0], Covered):
+            [covered] = stage
+            name = 'test_' + os.path.splitext(os.path.basename(covered.script))[0]
+            assert name in smoke_test_names(), f'{SMOKE_TESTS} has no {name}'
+            parsed = request.getfixturevalue('parsed_benchmark_args')
+            key = covered.script + ' ' + ' '.join(covered.args)
+            assert parsed.get(key) == 'ok', f'{command}: {parsed.get(key)}'
+        else:
+            run_jobs(stage, command)
