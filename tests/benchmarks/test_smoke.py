@@ -47,6 +47,7 @@ SCRIPTS = {
     'host_memory.py': ('out', []),  # a folder: host_memory.json and .png
     'inception_throughput.py': ('result.json', []),
     'precondition_ffhq1024.py': ('result.json', []),
+    'population_fd.py': ('result.json', []),
     'cpu_layout_check.py': ('result.json', []),
 }
 
@@ -133,6 +134,13 @@ def test_precondition_ffhq1024(smoke):
         row = r['preconditioner'][masks]
         has(row, 'ours_seconds', 'complex_seconds', 'speedup', 'max_abs_difference')
         assert row['max_abs_difference'] < 1e-4  # rfft2 path == the reference's complex one
+
+
+def test_population_fd(smoke):
+    r = load(smoke.output('population_fd.py'))
+    has(r, 'floor_50k', 'nfe_to_floor', 'rows', 'steps')
+    assert r['smoke'] and {row['method'] for row in r['rows']} == set(r['nfe_to_floor'])
+    assert all(row['frechet_distance'] >= 0 for row in r['rows'])
 
 
 def test_gpu_check(smoke):
