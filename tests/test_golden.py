@@ -14,6 +14,8 @@ import pytest
 
 from tests.golden.cases import groups, run_group
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden', 'golden.npz')
 
 

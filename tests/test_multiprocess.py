@@ -16,6 +16,8 @@ import pytest
 from pds.modes.sample import load_samples
 from tests.multiprocess import ROOT, run_job, run_single, start_job, wait_all
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 SAMPLE = [f'--config={ROOT}/configs/analytic/cifar10.py', '--mode=sample',
           '--config.data.image_size=8', '--config.eval.batch_size=8',
           '--config.eval.num_samples=20', '--config.sampling.steps=3',

@@ -36,6 +36,8 @@ import pytest
 
 from tests.paths import ROOT
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 READMES = ('README.md', os.path.join('benchmarks', 'README.md'))
 SMOKE_TESTS = os.path.join(ROOT, 'tests', 'benchmarks', 'test_smoke.py')
 COMMAND_WORDS = {'python', 'python3', 'make', 'pytest', 'ruff', 'srun', 'gcloud', 'for'}

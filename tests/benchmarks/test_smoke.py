@@ -24,6 +24,8 @@ import pytest
 
 from tests.paths import ROOT
 
+pytestmark = pytest.mark.slow  # left out of `make test-fast`
+
 BENCHMARKS = os.path.join(ROOT, 'benchmarks')
 RESULTS = os.path.join(BENCHMARKS, 'results')
 NOT_SCRIPTS = {'__init__.py', 'smoke.py'}

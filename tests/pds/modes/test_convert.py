@@ -459,6 +459,7 @@ def test_refuses_to_overwrite_unless_told(tmp_path, sources):
 
 
 # ------------------------------------------------------------------ end to end
+@pytest.mark.slow
 def test_convert_then_sample_with_pds(tmp_path, sources):
     """CLI sampling from a converted checkpoint with a PDS frequency mask equals in-process
     sampling from the source's EMA weights on the same seed, and differs from sampling with

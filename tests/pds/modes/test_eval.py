@@ -313,6 +313,7 @@ def test_checkpoint_selection(monkeypatch, tmp_path):
         names(11, 19)
 
 
+@pytest.mark.slow
 def test_checkpoints_share_one_compiled_sampler(files, tmp_path):
     """Two network checkpoints in one eval: the sampler compiles once, and the second
     checkpoint's samples equal those of an eval of that checkpoint alone."""

@@ -26,6 +26,7 @@ from pds.sampling.sampler import build_sampler
 from tests.paths import ROOT
 
 
+@pytest.mark.slow
 def test_identical_on_1_and_4_devices():
     env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
                PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
@@ -120,6 +121,7 @@ def population_fd(steps: int, precondition: str, form: str = 'reference') -> flo
     return population_moments(config, experiment_from_config(config)).frechet_distance
 
 
+@pytest.mark.slow
 def test_pds_beats_baseline_on_ffhq256_field_by_exact_moments():
     """Population FDs (no sampling noise) on the exact FFHQ-256 field: PDS (reference form)
     beats the baseline at 40 and 66 iterations; at 2000 the baseline and the invariant form

@@ -60,6 +60,7 @@ def test_plan_requires_event_frequencies_on_call_boundaries():
         plan_from_config(config)
 
 
+@pytest.mark.slow
 def test_training_steps_same_on_1_2_and_4_devices(tmp_path):
     """Losses bit-identical; parameters bit-identical on 2 and 4 devices (fixed-order gradient
     sum of 4 microbatches) and within rounding on 1 device (XLA's one-partition pipeline)."""
@@ -80,6 +81,7 @@ def _finish(proc):
     return out
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     full, killed = tmp_path / 'full', tmp_path / 'killed'
     out = _finish(_start(full, 0.0, tmp_path))
