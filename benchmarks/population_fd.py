@@ -6,7 +6,7 @@ are propagated exactly (``pds.analytic.moments``): no sampling noise. The refere
 the expected plug-in FD of 50,000 exact samples (``pds.analytic.fd.expected_floor``).
 
     python benchmarks/population_fd.py [--config configs/analytic/ffhq_256.py]
-        [--alphas 2 5 10 30] [--out benchmarks/results/population_fd_ffhq256.json]
+        [--alphas 2 5 10 30] [--out benchmarks/results/population_fd_ffhq256.json] [--smoke]
 
 Writes the JSON (rows, floor, NFE to reach the floor per method) and a markdown table next
 to it (.md).

@@ -48,6 +48,9 @@ FULL_SUITE = ('the whole test suite (ruff, then pytest -n 2: about 10 minutes on
 NOT_RUNNABLE = {
     'make test': FULL_SUITE,
     'pytest -n 2': FULL_SUITE,
+    'make test-fast': 'the test suite less its slow tests (this test included): minutes',
+    'python tests/golden/record.py': 'rewrites the committed golden file; tests/test_golden.py '
+                                     'runs the same four groups and compares',
     'python main.py --config=configs/ve/ffhq_256_ncsnpp_continuous.py --workdir=runs/ffhq '
     '--mode=convert --source=/path/to/checkpoint_48.pth':
         "needs score_sde_pytorch's FFHQ-256 checkpoint (checkpoint_48.pth), which cannot be "
@@ -220,8 +223,10 @@ def reduce_line(line: str, tmp: str) -> list[Stage]:
 
 def make_recipe(targets: list[str]) -> list[str]:
     """The recipe lines of make targets, with python as $(PY) and the install step skipped."""
-    out = subprocess.run(['make', '-n', '-o', os.path.join('.venv', '.installed'), 'PY=python',
-                          *targets], cwd=ROOT, capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ('MAKELEVEL', 'MAKEFLAGS', 'MFLAGS')}
+    out = subprocess.run(['make', '--no-print-directory', '-n', '-o',
+                          os.path.join('.venv', '.installed'), 'PY=python', *targets],
+                         cwd=ROOT, capture_output=True, text=True, check=True, env=env)
     return [normalize(line) for line in out.stdout.replace('\\\n', ' ').splitlines()
             if line.strip()]
 
