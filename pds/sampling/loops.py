@@ -45,13 +45,14 @@ def scan_loop(solver: Solver, ctx: Context, grid: TimeGrid, x: Array,
     return solver.output(ctx, state), nfe
 
 
-def _interval_at(grid: TimeGrid | None, i: Array) -> Interval:
-    if grid is None:  # the solver keeps its own time
+def _interval_at(intervals: Interval | None, i: Array) -> Interval:
+    """Interval i of the stacked grid intervals (clamped to the last), or only the iteration
+    when the solver keeps its own time."""
+    if intervals is None:
         zero = jnp.zeros((), jnp.float32)
         return Interval(zero, zero, jnp.zeros((), jnp.int32), i)
-    all_ = grid.intervals()
-    j = jnp.minimum(i, grid.num_steps - 1)
-    return Interval(all_.t[j], all_.t_next[j], all_.index[j], i)
+    j = jnp.minimum(i, intervals.t.shape[0] - 1)
+    return Interval(intervals.t[j], intervals.t_next[j], intervals.index[j], i)
 
 
 def _freeze(active: Array, new, old):
@@ -71,6 +72,7 @@ def while_loop(solver: Solver, ctx: Context, x: Array, max_steps: int,
     ``max_steps`` steps) or ``max_steps`` steps were taken. ``grid`` (optional) supplies
     the intervals; without it a step gets only its iteration."""
     done_fn = getattr(solver, 'done', None)
+    intervals = None if grid is None else grid.intervals()  # built once, outside the loop
 
     def active_of(state):
         if done_fn is None:
@@ -84,7 +86,7 @@ def while_loop(solver: Solver, ctx: Context, x: Array, max_steps: int,
     def body(carry):
         i, state, nfe = carry
         active = active_of(state)
-        new, calls = _counted_step(solver, ctx, state, _interval_at(grid, i))
+        new, calls = _counted_step(solver, ctx, state, _interval_at(intervals, i))
         state = new if done_fn is None else _freeze(active, new, state)
         if on_step is not None:
             on_step(i)
