@@ -8,6 +8,9 @@ layouts (the tiny NCSN++ of configs/tiny/ncsnpp_train.py, 2 steps, ``training.gr
 = 4, same data) and writes the verdict with the core count and the fusion partitioning it saw.
 
     PYTHONPATH=. python benchmarks/cpu_layout_check.py --out benchmarks/results/cpu_layout.json
+
+``--smoke``: one step of a smaller network (no residual blocks outside the middle), most XLA
+optimisations off; the same verdict fields.
 """
 
 import argparse
@@ -18,8 +21,12 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks.smoke import add_smoke_flag, smoke_setup, write_json
 
-def worker(processes: int, pid: int, port: int, out: str) -> None:
+
+def worker(processes: int, pid: int, port: int, out: str, smoke: bool) -> None:
+    if smoke:
+        smoke_setup()
     import jax
 
     from pds.runtime import distributed
@@ -38,9 +45,12 @@ def worker(processes: int, pid: int, port: int, out: str) -> None:
     from pds.training import losses, train
 
     config = get_config()
+    steps = 2
+    if smoke:
+        config.model.num_res_blocks, steps = 0, 1
     model, sde = create_model(config), sde_from_config(config)
     variables = init_variables(config, jax.random.key(0))
-    xs = np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 8, 3)).astype(np.float32)
+    xs = np.random.default_rng(0).uniform(0, 1, (steps, 8, 8, 8, 3)).astype(np.float32)
     tx = train.make_optimizer(config)
     mesh = data_mesh()
     step = train.build_train_step(losses.loss_from_config(config, sde, model, True), tx, 0.9,
@@ -60,14 +70,15 @@ def worker(processes: int, pid: int, port: int, out: str) -> None:
                        'affinity': len(os.sched_getaffinity(0))}, f)
 
 
-def run_layout(processes: int, out: str) -> None:
+def run_layout(processes: int, out: str, smoke: bool) -> None:
     from pds.runtime.distributed import free_port
 
     port = free_port()
     env = dict(os.environ, JAX_PLATFORMS='cpu')
     env.pop('XLA_FLAGS', None)
     procs = [subprocess.Popen([sys.executable, __file__, '--out', out, '--worker',
-                               str(processes), str(i), str(port), out], env=env)
+                               str(processes), str(i), str(port), out,
+                               *(['--smoke'] if smoke else [])], env=env)
              for i in range(processes)]
     for p in procs:
         if p.wait(timeout=600):
@@ -80,15 +91,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument('--out', required=True)
     ap.add_argument('--worker', nargs=4, help=argparse.SUPPRESS)
+    add_smoke_flag(ap)
     a = ap.parse_args()
     if a.worker:
-        worker(int(a.worker[0]), int(a.worker[1]), int(a.worker[2]), a.worker[3])
+        worker(int(a.worker[0]), int(a.worker[1]), int(a.worker[2]), a.worker[3], a.smoke)
         return
     with tempfile.TemporaryDirectory() as tmp:
         result = {}
         for processes in (1, 2):
             path = os.path.join(tmp, f'{processes}.npz')
-            run_layout(processes, path)
+            run_layout(processes, path, a.smoke)
             with open(path + '.json') as f:
                 result[f'{processes}x{4 // processes}'] = json.load(f)
         a1, a2 = np.load(os.path.join(tmp, '1.npz')), np.load(os.path.join(tmp, '2.npz'))
@@ -97,10 +109,10 @@ def main() -> None:
     import jax
 
     result.update(identical=not differing, differing_leaves=len(differing),
-                  total_leaves=len(a1.files), max_abs_difference=worst, jax=jax.__version__)
+                  total_leaves=len(a1.files), max_abs_difference=worst, jax=jax.__version__,
+                  smoke=a.smoke)
     print(json.dumps(result, indent=2))
-    with open(a.out, 'w') as f:
-        json.dump(result, f, indent=2)
+    write_json(a.out, result)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ import sys
 import time
 
 from pds.runtime.distributed import free_port
-from tests.paths import ROOT
+from tests.paths import ROOT, jax_env
 
 
 @dataclasses.dataclass
@@ -29,9 +29,7 @@ class Result:
 
 
 def environment() -> dict[str, str]:
-    env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT, PYTHONUNBUFFERED='1')
-    env.pop('XLA_FLAGS', None)  # devices come from --cpu_devices
-    return env
+    return jax_env(PYTHONUNBUFFERED='1')  # devices come from --cpu_devices
 
 
 def command(args: list[str], devices: int) -> list[str]:

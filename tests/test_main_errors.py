@@ -11,7 +11,7 @@ import pytest
 from configs.analytic import cifar10
 from pds.modes import sample as sample_mode
 from pds.runtime.errors import ConfigError
-from tests.paths import ROOT
+from tests.paths import ROOT, jax_env
 
 
 def small_config(**overrides):
@@ -70,8 +70,7 @@ def test_existing_outputs_are_kept(tmp_path):
 
 
 def run_main(tmp_path, *args, devices=1):
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu',
-               XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+    env = jax_env(devices)
     cmd = [sys.executable, os.path.join(ROOT, 'main.py'),
            f'--config={os.path.join(ROOT, "configs/analytic/cifar10.py")}',
            f'--workdir={tmp_path}', '--config.data.image_size=8',
@@ -89,6 +88,7 @@ def test_main_exit_code_and_one_line(tmp_path):
     assert not (tmp_path / 'metrics.json').exists()
 
 
+@pytest.mark.slow
 def test_batch_not_divisible_by_devices(tmp_path):
     res = run_main(tmp_path, '--config.eval.batch_size=6', devices=4)
     assert res.returncode == 2, res.stderr[-2000:]
@@ -96,6 +96,7 @@ def test_batch_not_divisible_by_devices(tmp_path):
     assert not (tmp_path / 'metrics.json').exists()
 
 
+@pytest.mark.slow
 def test_sample_mode_outputs(tmp_path):
     res = run_main(tmp_path, '--config.eval.batch_size=2', '--config.sampling.save_raw=True')
     assert res.returncode == 0, res.stderr[-2000:]

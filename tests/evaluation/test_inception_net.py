@@ -48,6 +48,7 @@ def test_resize_upsample_matches_jax_image_resize():
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_resize_matches_torch_interpolate():
     torch = pytest.importorskip('torch', reason='torch not installed (requirements-test.txt)')
     img = np.random.default_rng(3).uniform(size=(2, 32, 24, 3)).astype(np.float32)
@@ -93,6 +94,7 @@ def test_param_tree_matches_init():
     assert len(shapes) == 94 * 5 + 2  # 94 BasicConv (kernel + 4 BN vectors) + fc
 
 
+@pytest.mark.slow
 def test_matches_pytorch_fid_random_weights(pytorch_fid_reference, tmp_path):
     """End to end: torch state_dict -> .pth -> CLI converter -> loader -> features()."""
     import torch

@@ -55,6 +55,7 @@ def _run(config, labels, train: bool = False, batch: int = 2, variables=None):
     return apply(variables, x, labels), variables
 
 
+@pytest.mark.slow
 def test_ncsnpp_cifar10_reduced_forward() -> None:
     config = _small_ncsnpp()
     sigmas = jnp.array([0.5, 20.0])
@@ -67,6 +68,7 @@ def test_ncsnpp_cifar10_reduced_forward() -> None:
     np.testing.assert_allclose(out, raw / sigmas[:, None, None, None], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_init_variables_real_init() -> None:
     """``init_variables`` on a tiny network: float32 params, score_sde initial values."""
     config = _small_ncsnpp()
@@ -82,6 +84,7 @@ def test_init_variables_real_init() -> None:
     np.testing.assert_array_equal(params['GroupNorm_0']['scale'], 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('overrides', [
     # 256-style pyramids (output_skip / input_skip, cat combine), at 32x32.
     {'progressive': 'output_skip', 'progressive_input': 'input_skip',
@@ -95,6 +98,7 @@ def test_ncsnpp_variants_forward(overrides: dict) -> None:
     assert bool(jnp.all(jnp.isfinite(out)))
 
 
+@pytest.mark.slow
 def test_ddpmpp_positional_forward_train_mode() -> None:
     config = _small_ncsnpp('vp/cifar10_ddpmpp_continuous')
     labels = jnp.array([10.0, 900.0])
@@ -103,6 +107,7 @@ def test_ddpmpp_positional_forward_train_mode() -> None:
     assert bool(jnp.all(jnp.isfinite(out)))
 
 
+@pytest.mark.slow
 def test_ddpm_reduced_forward() -> None:
     config = _load('vp/ddpm/cifar10')
     config.model.nf = 32
@@ -113,6 +118,7 @@ def test_ddpm_reduced_forward() -> None:
     assert bool(jnp.all(jnp.isfinite(out)))
 
 
+@pytest.mark.slow
 def test_ncsnv2_reduced_forward() -> None:
     config = _load('ve/cifar10_ncsnpp')
     config.model.name = 'ncsnv2_64'
@@ -132,6 +138,7 @@ def test_ncsnv2_reduced_forward() -> None:
     assert param_count(variables) == param_count(abstract_variables(config))
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_params() -> None:
     config = _small_ncsnpp()
     sigmas = jnp.array([0.5, 20.0])

@@ -21,6 +21,8 @@ import pytest
 from configs.common import get_base_config
 from models.registry import abstract_variables, param_count
 
+pytestmark = pytest.mark.slow  # ~4 s per full-size config (tracing); left out of test-fast
+
 EXPECTED = {
     've/cifar10_ncsnpp': 62_693_251,
     've/cifar10_ncsnpp_continuous': 62_758_915,

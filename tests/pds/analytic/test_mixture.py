@@ -226,6 +226,7 @@ def test_five_components_are_refused():
         GaussianMixtureField((f, GaussianField((0.5,) * 3, (0.04, -0.01, 0.04))), (0.5, 0.5))
 
 
+@pytest.mark.slow
 def test_config_pipeline_and_experiment():
     from pds.data.pipelines import array_source, get_batches
     from pds.modes.experiment import experiment_from_config, stats_images

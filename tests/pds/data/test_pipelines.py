@@ -337,6 +337,7 @@ def as_set(images):
     return sorted(np.round(np.asarray(im) * 255).astype(np.uint8).tobytes() for im in images)
 
 
+@pytest.mark.slow
 def test_tfds_pipeline(tiny_tfds):
     config = tfds_config(tiny_tfds, random_flip=True)
     train = np.asarray(TINY['train']) / np.float32(255)
@@ -358,6 +359,7 @@ def test_tfds_pipeline(tiny_tfds):
     assert as_set(np.concatenate(shards)) == as_set(train)
 
 
+@pytest.mark.slow
 def test_tfds_eval_split_crop_resize(tiny_tfds):
     config = tfds_config(tiny_tfds, centered=True)
     ev = np.concatenate(list(pipelines.get_batches(config, 'eval', batch_size=2, **ONE)))
@@ -370,6 +372,7 @@ def test_tfds_eval_split_crop_resize(tiny_tfds):
         np.testing.assert_allclose(g, r, atol=0.03)
 
 
+@pytest.mark.slow
 def test_tfds_errors(tiny_tfds, tmp_path):
     with pytest.raises(ConfigError, match=r"data.dataset.*prepared in .*tfds build"):
         pipelines.get_batches(make_config('CIFAR10', tfds_data_dir=str(tmp_path)), **ONE)

@@ -33,7 +33,7 @@ from pds.method import masks
 from pds.modes import convert as convert_mode
 from pds.runtime.errors import ConfigError
 from pds.storage import sampling_checkpoints
-from tests.paths import ROOT
+from tests.paths import ROOT, jax_env
 
 CONFIG_FILES = {'ve': 've/cifar10_ncsnpp_continuous', 'vp': 'vp/cifar10_ddpmpp_continuous'}
 REDUCED = {'model.nf': 16, 'model.ch_mult': (1, 2), 'model.num_res_blocks': 1,
@@ -240,6 +240,7 @@ def assert_converted(src: Source, variables: Mapping[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ round trips
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['ve', 'vp'])
 def test_flax_checkpoint_round_trip(tmp_path, sources, kind, capsys):
     src = get_source(sources, kind)
@@ -255,6 +256,7 @@ def test_flax_checkpoint_round_trip(tmp_path, sources, kind, capsys):
     assert_converted(src, variables)
 
 
+@pytest.mark.slow
 @needs_torch
 @pytest.mark.parametrize('kind,gaps,legacy', [('ve', (), False), ('vp', (), False),
                                               ('ve', (5, 9, 10), True)])
@@ -268,6 +270,7 @@ def test_torch_checkpoint_round_trip(tmp_path, sources, kind, gaps, legacy):
     assert_converted(src, variables)
 
 
+@pytest.mark.slow
 def test_format_is_detected_by_content(tmp_path, sources):
     src = get_source(sources, 've')
     path = write_flax_checkpoint(str(tmp_path / 'weights.pth'), src)  # misleading name
@@ -275,10 +278,11 @@ def test_format_is_detected_by_content(tmp_path, sources):
     convert_mode.run(src.config, str(tmp_path / 'work'), source=path)
 
 
+@pytest.mark.slow
 def test_cli_convert_and_error_exit(tmp_path, sources):
     src = get_source(sources, 've')
     path = write_flax_checkpoint(str(tmp_path / 'checkpoint_3'), src)
-    env = dict(os.environ, JAX_PLATFORMS='cpu')
+    env = jax_env()
     base = [sys.executable, os.path.join(ROOT, 'main.py'), *cli_flags(), '--mode=convert']
     res = subprocess.run([*base, f'--workdir={tmp_path / "work"}', f'--source={path}'],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -301,6 +305,7 @@ MISMATCH = ('parameter GaussianFourierProjection_0/W {}has shape (16,) in the fi
             'for this config')
 
 
+@pytest.mark.slow
 def test_flax_mismatched_config_names_path_and_shapes(tmp_path, sources):
     path = write_flax_checkpoint(str(tmp_path / 'checkpoint_1'), get_source(sources, 've'))
     with pytest.raises(ConfigError) as err:
@@ -310,6 +315,7 @@ def test_flax_mismatched_config_names_path_and_shapes(tmp_path, sources):
     assert sampling_checkpoints.stored_steps(str(tmp_path / 'w' / 'checkpoints')) == []
 
 
+@pytest.mark.slow
 @needs_torch
 def test_torch_mismatched_config_names_path_and_shapes(tmp_path, sources):
     path = write_torch_checkpoint(str(tmp_path / 'c.pth'), get_source(sources, 've'))
@@ -322,6 +328,7 @@ def test_torch_mismatched_config_names_path_and_shapes(tmp_path, sources):
         convert_mode.run(deeper, str(tmp_path / 'w'), source=path)
 
 
+@pytest.mark.slow
 def test_restore_checks_tree_against_config(tmp_path, sources):
     src = get_source(sources, 've')
     ckpt_dir = str(tmp_path / 'checkpoints')
@@ -356,6 +363,7 @@ def test_damaged_store_is_config_error(tmp_path, sources, damage):
     assert '\n' not in str(err.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('fmt', ['flax', pytest.param('torch', marks=needs_torch)])
 def test_truncated_file(tmp_path, sources, fmt):
     src = get_source(sources, 've')
@@ -438,6 +446,7 @@ def test_missing_torch_gives_install_hint(tmp_path, monkeypatch):
         convert_mode.run(reduced_config('ve'), str(tmp_path / 'w'), source=str(path))
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_unless_told(tmp_path, sources):
     src = get_source(sources, 've')
     path = write_flax_checkpoint(str(tmp_path / 'checkpoint_1'), src)
@@ -479,7 +488,7 @@ def test_convert_then_sample_with_pds(tmp_path, sources):
     res = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), *cli_flags(),
                           *[f'--config.{k}={v}' for k, v in sampling.items()],
                           f'--workdir={converted}', '--mode=sample'],
-                         cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS='cpu'),
+                         cwd=ROOT, env=jax_env(),
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((converted / 'metrics.json').read_text())

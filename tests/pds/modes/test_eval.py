@@ -27,7 +27,7 @@ from evaluation.inception_weights import save_params
 from pds.modes import eval as eval_mode
 from pds.modes import fid as fid_mode
 from pds.runtime.errors import ConfigError
-from tests.paths import ROOT
+from tests.paths import ROOT, jax_env
 
 NUM, BATCH = 4, 2
 SETTINGS = {  # shared by the in-process configs and the command line of the killed run
@@ -110,6 +110,7 @@ def round_samples(workdir, k: int) -> np.ndarray:
         return f['samples']
 
 
+@pytest.mark.slow
 def test_report_contents(uninterrupted):
     workdir, report = uninterrupted
     assert report['num_samples'] == NUM and report['rounds'] == 2
@@ -128,9 +129,10 @@ def test_report_contents(uninterrupted):
         assert f['pool_3'].shape == (BATCH, 2048) and f['logits'].shape == (BATCH, 1008)
 
 
+@pytest.mark.slow
 def test_killed_eval_resumes(files, uninterrupted, tmp_path, monkeypatch):
     whole_dir, whole = uninterrupted
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
+    env = jax_env()
     args = [f'--{"config." + k}={v}' for k, v in SETTINGS.items()]
     cmd = [sys.executable, '-c', KILLED_CHILD, f'--config={ROOT}/configs/analytic/cifar10.py',
            f'--workdir={tmp_path}', '--mode=eval', *args,
@@ -190,6 +192,7 @@ def _assert_one_line(err, *parts):
         assert part in msg, msg
 
 
+@pytest.mark.slow
 def test_missing_weights(files, tmp_path, monkeypatch):
     _no_sampling(monkeypatch)
     missing = str(tmp_path / 'inception_fid.npz')
@@ -217,6 +220,7 @@ def test_num_samples_not_whole_rounds(files, tmp_path, monkeypatch, num, batch):
     _assert_one_line(err, f'eval.num_samples={num}', f'multiple of eval.batch_size={batch}')
 
 
+@pytest.mark.slow
 def test_changed_settings_refuse_old_rounds(files, uninterrupted, tmp_path):
     whole_dir, _ = uninterrupted
     round_dir = tmp_path / 'eval' / 'exact'
@@ -227,6 +231,7 @@ def test_changed_settings_refuse_old_rounds(files, uninterrupted, tmp_path):
         eval_mode.run(make_config(files, seed=7), str(tmp_path))
 
 
+@pytest.mark.slow
 def test_fid_mode_folder_and_npz_agree(files, uninterrupted, tmp_path):
     whole_dir, report = uninterrupted
     images = np.concatenate([round_samples(whole_dir, k) for k in range(2)])
@@ -267,8 +272,9 @@ def test_fid_mode_errors(files, tmp_path):
     _assert_one_line(err, 'eval.ref_stats', 'mismatched dimensions')
 
 
+@pytest.mark.slow
 def test_cli_missing_weights_one_line(tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
+    env = jax_env()
     res = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'main.py'),
          f'--config={ROOT}/configs/analytic/cifar10.py', f'--workdir={tmp_path}',

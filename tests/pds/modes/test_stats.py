@@ -163,6 +163,7 @@ def random_inception_weights(path):
     save_params(flat, path)
 
 
+@pytest.mark.slow
 def test_fid_reference_statistics(npz, tmp_path):
     from evaluation import metrics
     from pds.modes import features

@@ -23,13 +23,12 @@ from pds.sampling.correctors import annealed_langevin
 from pds.sampling.grid import time_grid
 from pds.sampling.pc import PredictorCorrector
 from pds.sampling.sampler import build_sampler
-from tests.paths import ROOT
+from tests.paths import ROOT, jax_env
 
 
 @pytest.mark.slow
 def test_identical_on_1_and_4_devices():
-    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-               PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
+    env = jax_env(4)
     script = os.path.join(ROOT, 'tests', 'pds', 'sampling', 'device_invariance_check.py')
     res = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True,
                          timeout=600)
@@ -68,6 +67,7 @@ def test_rounds_do_not_depend_on_batch_split():
     np.testing.assert_array_equal(out[4], out[8])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('precondition', [True, False])
 def test_preconditioned_langevin_keeps_the_field_stationary(precondition):
     """Langevin at fixed t on p_t = N(mu, Sigma + s^2): per Fourier mode with gain r the chain

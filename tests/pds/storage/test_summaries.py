@@ -8,10 +8,11 @@ import textwrap
 
 import jax
 import numpy as np
+import pytest
 
 from pds.storage import summaries
 from pds.storage.summaries import METRICS_FILE, Summaries, truncate_metrics
-from tests.paths import ROOT
+from tests.paths import ROOT, jax_env
 
 WRITES = [(1, {'loss': 0.1, 'steps_per_sec': 12.5}),
           (2, {'loss': 0.07}),
@@ -47,6 +48,7 @@ def _warnings(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_writes_jsonl_and_tensorboard_scalars(tmp_path):
     s = Summaries(str(tmp_path), tensorboard=True)
     assert s.enabled and s.path == os.path.join(str(tmp_path), METRICS_FILE)
@@ -136,6 +138,7 @@ def test_failing_event_write_warns_once_and_keeps_the_jsonl(tmp_path, monkeypatc
     assert _scalars(str(tmp_path / 'tensorboard')) == {'loss': [(1, 1.0)]}
 
 
+@pytest.mark.slow
 def test_writing_events_does_not_import_tensorflow(tmp_path):
     # A fresh interpreter: reading events back (above) may import TensorFlow in this one.
     code = textwrap.dedent(f"""
@@ -151,7 +154,7 @@ def test_writing_events_does_not_import_tensorflow(tmp_path):
         print('tf_installed', importlib.util.find_spec('tensorflow') is not None)
         print('tf_imported', 'tensorflow' in sys.modules)
     """)
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu')
+    env = jax_env()
     out = subprocess.run([sys.executable, '-c', code], env=env, cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr

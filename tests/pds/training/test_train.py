@@ -17,21 +17,12 @@ from pds.modes.train import plan_from_config
 from pds.runtime.errors import ConfigError
 from pds.storage.training_checkpoints import TrainCheckpoints
 from pds.training.train import TrainState, make_optimizer
-from tests.paths import ROOT
+from tests.paths import ROOT, jax_env
 
 DRIVER = os.path.join(ROOT, 'tests', 'pds', 'training', 'train_driver.py')
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'pds', 'training'))
 
-from train_driver import tiny_config  # noqa: E402
-
-
-def _env(tmp_path, devices=1):
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS='cpu',
-               JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'jax_cache'),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
-    if devices > 1:
-        env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
-    return env
+from train_driver import RUN_STEPS, tiny_config  # noqa: E402
 
 
 def test_optimizer_is_score_sde_adam_with_warmup_and_clipping():
@@ -64,14 +55,14 @@ def test_plan_requires_event_frequencies_on_call_boundaries():
 def test_training_steps_same_on_1_2_and_4_devices(tmp_path):
     """Losses bit-identical; parameters bit-identical on 2 and 4 devices (fixed-order gradient
     sum of 4 microbatches) and within rounding on 1 device (XLA's one-partition pipeline)."""
-    res = subprocess.run([sys.executable, DRIVER, 'devices'], env=_env(tmp_path, 4),
+    res = subprocess.run([sys.executable, DRIVER, 'devices'], env=jax_env(4),
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and 'ok' in res.stdout, res.stdout + res.stderr[-3000:]
 
 
 def _start(workdir, pause, tmp_path):
     return subprocess.Popen([sys.executable, DRIVER, 'run', str(workdir), str(pause)],
-                            env=_env(tmp_path), stdout=subprocess.PIPE,
+                            env=jax_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -95,7 +86,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     steps = TrainCheckpoints(str(killed)).candidates()
-    assert steps and steps[0][0] < 40, steps
+    assert steps and steps[0][0] < RUN_STEPS, steps
     out = _finish(_start(killed, 0.0, tmp_path))
     assert f'start_step {steps[0][0]}' in out, out
     a, b = np.load(full / 'final.npz'), np.load(killed / 'final.npz')
@@ -104,11 +95,11 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     # numbered snapshots kept, one preemption checkpoint, EMA exported for --mode=sample
     ckpts = TrainCheckpoints(str(full))
-    assert ckpts.steps('snapshots') == [20, 40]
+    assert ckpts.steps('snapshots') == [RUN_STEPS // 2, RUN_STEPS]
     assert len(ckpts.steps('preemption')) == 1
     from pds.storage.sampling_checkpoints import restore_variables, stored_steps
 
-    assert stored_steps(str(full / 'checkpoints')) == [20, 40]
+    assert stored_steps(str(full / 'checkpoints')) == [RUN_STEPS // 2, RUN_STEPS]
     variables = restore_variables(str(full / 'checkpoints'), tiny_config())
     assert jax.tree_util.tree_structure(variables['params']) is not None
 

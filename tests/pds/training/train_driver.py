@@ -2,7 +2,7 @@
 8x8 Gaussian field).
 
 python train_driver.py devices           1-device vs 4-device mesh, two training steps
-python train_driver.py run WORKDIR [S]   train to the end (S: seconds to sleep after each
+python train_driver.py run WORKDIR [S]   train RUN_STEPS steps (S: seconds to sleep after each
                                          compiled call); writes WORKDIR/final.npz
 """
 
@@ -16,10 +16,20 @@ import numpy as np
 from configs.tiny.ncsnpp_train import get_config as tiny_config  # also test_train's
 
 UPDATE_REL = 2.0**-10  # float32 allowance of the 1- vs 4-device comparison (see devices)
+RUN_STEPS = 16  # of `run`: snapshots at 8 and 16, a preemption checkpoint every 4 steps
+
+
+def run_config():
+    """The tiny config, shortened to RUN_STEPS steps."""
+    config = tiny_config()
+    config.training.n_iters = RUN_STEPS
+    config.training.snapshot_freq = config.training.eval_freq = RUN_STEPS // 2
+    return config
 
 
 def devices() -> None:
-    """Two steps on meshes of 1, 2 and 4 devices with 4 gradient microbatches."""
+    """One step on meshes of 1, 2 and 4 devices with 4 gradient microbatches (the k-step scan
+    around it is the same code on every mesh; `run` trains through it)."""
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
@@ -33,7 +43,7 @@ def devices() -> None:
     config.optim.warmup = 0
     model, sde = create_model(config), sde_from_config(config)
     variables = init_variables(config, jax.random.key(0))
-    xs = np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 8, 3)).astype(np.float32)
+    xs = np.random.default_rng(0).uniform(0, 1, (1, 8, 8, 8, 3)).astype(np.float32)
     tx = train.make_optimizer(config)
     out = {}
     for n in (1, 2, 4):
@@ -53,7 +63,7 @@ def devices() -> None:
     # ~sqrt(n) eps32 of sum |terms| for n = B H W C summands (~2^-17 at n = 1536), larger
     # relative to a gradient that cancels. Adam divides by sqrt(v), so that relative error
     # reaches the update itself. Per leaf the bound is UPDATE_REL = 2^-10 of its largest update
-    # over the two steps (2^7 left for cancellation), plus the rounding of the parameter
+    # over the step (2^7 left for cancellation), plus the rounding of the parameter
     # (4 eps32 max |p|) and an absolute 8 eps32 lr for leaves whose gradient is itself rounding
     # noise (Adam then moves them by lr g / adam_eps, which differs at that scale).
     start = train.host_tree(train.init_state(variables, tx))
@@ -82,7 +92,7 @@ def run(workdir: str, pause: float) -> None:
     found = TrainCheckpoints(workdir).candidates()
     print('start_step', found[0][0] if found else 0, flush=True)
     hook = (lambda step: time.sleep(pause)) if pause > 0 else None
-    train_mode.run(tiny_config(), workdir, on_chunk=hook)
+    train_mode.run(run_config(), workdir, on_chunk=hook)
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
@@ -91,7 +101,7 @@ def run(workdir: str, pause: float) -> None:
     template = _template()
     mesh = data_mesh()
     ckpts = TrainCheckpoints(workdir)
-    state = ckpts.restore_step(40, 'snapshots', template, NamedSharding(mesh, P()))
+    state = ckpts.restore_step(RUN_STEPS, 'snapshots', template, NamedSharding(mesh, P()))
     leaves, _ = flatten_state(jax.device_get(state))
     np.savez(os.path.join(workdir, 'final.npz'), **leaves)
     print('done', flush=True)
