@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import importlib.util
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,52 +34,30 @@ def load_config(path: str):
     return module.get_config()
 
 
-def methods(alphas: list[float], invariant_alpha: float) -> list[tuple[str, float | None, str]]:
-    """(label, alpha or None for the baseline, predictor form)."""
-    out = [('baseline', None, 'reference')]
-    out += [(f'PDS a={a:g}', a, 'reference') for a in alphas]
-    out.append((f'PDS a={invariant_alpha:g} invariant', invariant_alpha, 'invariant'))
-    return out
-
-
-def first_below(rows: list[dict], floor: float) -> int | None:
-    """The smallest NFE on the ladder whose FD is at or below the floor (None if none)."""
-    hits = [r['nfe'] for r in rows if r['frechet_distance'] <= floor]
-    return min(hits) if hits else None
-
-
 def run(config, alphas: list[float]) -> dict:
+    """The population rows of ``--mode=bench`` (``pds.modes.bench``) for ``alphas``."""
     from pds.analytic.fd import expected_floor
-    from pds.analytic.moments import population_moments
-    from pds.modes.experiment import experiment_from_config
-    from pds.sampling.grid import sampling_schedule
+    from pds.modes import bench
 
-    h = config.data.image_size
+    config = copy.deepcopy(config)
+    config.bench.alphas = tuple(alphas)
+    experiments = bench.Experiments(config)
     rows = []
-    for label, alpha, form in methods(alphas, float(config.sampling.pds.alpha)):
-        cfg = copy.deepcopy(config)
-        cfg.sampling.precondition = 'none' if alpha is None else 'pds'
-        cfg.sampling.pds.predictor_form = form
-        if alpha is not None:
-            cfg.sampling.pds.alpha = alpha
-        exp = experiment_from_config(cfg)  # the mask once per method
+    for method in bench.methods(config, 'population'):
         for n in config.bench.steps:
-            cfg.sampling.steps = n
-            sde, grid = sampling_schedule(cfg)
-            t0 = time.perf_counter()
-            pm = population_moments(cfg, dataclasses.replace(exp, sde=sde, grid=grid))
-            rows.append({'method': label, 'alpha': alpha, 'predictor_form': form,
-                         'iterations': n, 'nfe': pm.nfe,
-                         'frechet_distance': pm.frechet_distance,
-                         'band_variance_ratio': pm.band_ratios,
-                         'seconds': time.perf_counter() - t0})
-            print(f'{label:>24} {n:5d} it  FD {pm.frechet_distance:10.4g}', flush=True)
-        field = exp.field
-    floor = expected_floor(field.spectrum(h, h))
-    labels = [m[0] for m in methods(alphas, float(config.sampling.pds.alpha))]
-    reach = {m: first_below([r for r in rows if r['method'] == m], floor) for m in labels}
+            r = bench.population_cell(config, experiments, method, n)
+            rows.append({'method': r['method'], 'alpha': r['alpha'],
+                         'predictor_form': r['predictor_form'] or 'reference',
+                         'iterations': n, 'nfe': r['nfe'],
+                         'frechet_distance': r['frechet_distance'],
+                         'band_variance_ratio': {b: r[f'variance_ratio_{b}']
+                                                 for b in ('low', 'mid', 'high')},
+                         'seconds': r['seconds']})
+            print(f"{r['method']:>24} {n:5d} it  FD {r['frechet_distance']:10.4g}", flush=True)
+    h = config.data.image_size
+    floor = expected_floor(experiments.base.field.spectrum(h, h))
     return {'image_size': h, 'steps': list(config.bench.steps), 'floor_50k': floor,
-            'nfe_to_floor': reach, 'rows': rows}
+            'nfe_to_floor': bench.nfe_to_floor(rows, floor), 'rows': rows}
 
 
 def markdown(result: dict) -> str:

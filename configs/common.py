@@ -84,7 +84,10 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     config.bench = bench = ml_collections.ConfigDict()
     bench.steps = (20, 40, 66, 100, 133, 200, 2000)
-    bench.num_samples = 64  # per method and rung
+    bench.estimate = 'auto'  # 'population' (exact moments), 'sampled', or the first that applies
+    bench.alphas = (2.0, 5.0, 10.0, 30.0)  # PDS curves of the population estimate
+    bench.spot_checks = ((20, 0.0), (40, 5.0))  # sampled (iterations, alpha; 0: baseline) cells
+    bench.num_samples = 64  # per sampled cell
     bench.batch_size = 64
 
     config.data = data = ml_collections.ConfigDict()

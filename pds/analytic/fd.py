@@ -90,6 +90,30 @@ def band_variance_ratios(var: np.ndarray, spectrum: np.ndarray, n: int | None = 
     return {name: float(np.exp(ratio[band == b].mean())) for b, name in enumerate(BANDS)}
 
 
+def ring_layout(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The integer-radius rings r = round(|k|) of the (H W) flat modes: (order, starts,
+    sizes) such that ``np.add.reduceat(a[order], starts)`` sums a over each ring."""
+    ring = np.rint(radius(h, w)).astype(int).ravel()
+    order = np.argsort(ring, kind='stable')
+    sizes = np.bincount(ring)
+    sizes = sizes[sizes > 0]
+    return order, np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes
+
+
+def unbiased_fd(mean_sq: np.ndarray, var: np.ndarray, n: int, spectrum: np.ndarray
+                ) -> np.ndarray:
+    """The ring-pooled, bias-corrected FD (module docstring) from per-mode |m(k)|^2 and
+    s(k), each (..., H W, C) in flat native layout, of n samples; spectrum (H, W, C).
+    Returns shape (...)."""
+    h, w, c = spectrum.shape
+    order, starts, sizes = ring_layout(h, w)
+    lam = np.add.reduceat(spectrum.reshape(h * w, c)[order], starts, axis=0)  # (R, C)
+    rho = np.add.reduceat(var[..., order, :], starts, axis=-2) / lam
+    cd = sqrt_chi2_mean((n - 1) * sizes)[:, None]  # N - 1 real dof per mode
+    var_term = np.sum(lam * (rho - 2.0 * np.sqrt(rho) / cd + 1.0), axis=(-2, -1))
+    return np.sum(mean_sq - var / n, axis=(-2, -1)) + var_term
+
+
 def expected_floor(spectrum: np.ndarray, n: int = FLOOR_SAMPLES) -> float:
     """The expected plug-in FD of n exact samples (module docstring), in closed form."""
     h, w = spectrum.shape[:2]
@@ -126,20 +150,48 @@ class FourierMoments:
         m, var = self._mean_var()
         return float(np.sum(np.abs(m) ** 2) + np.sum((np.sqrt(var) - np.sqrt(spectrum)) ** 2))
 
+    def mean_and_variance(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-mode sample mean m(k) (complex) and variance s(k) (N - 1 denominator), each
+        (H, W, C) in the native FFT layout."""
+        return self._mean_var()
+
     def unbiased_frechet_distance(self, spectrum: np.ndarray) -> float:
         """Ring-pooled, bias-corrected estimate of the population FD (module docstring)."""
         m, var = self._mean_var()
-        h, w, _ = spectrum.shape
-        mean_term = float(np.sum(np.abs(m) ** 2 - var / self.n))
-        ring = np.rint(radius(h, w)).astype(int)
-        total = 0.0
-        for r in np.unique(ring):
-            sel = ring == r
-            lam = spectrum[sel].sum(axis=0)  # (C,)
-            rho = var[sel].sum(axis=0) / lam
-            dof = (self.n - 1) * int(sel.sum())  # N - 1 real dof per mode (module docstring)
-            total += float(np.sum(lam * (rho - 2.0 * np.sqrt(rho) / sqrt_chi2_mean(dof) + 1.0)))
-        return mean_term + total
+        h, w, c = spectrum.shape
+        return float(unbiased_fd(np.abs(m.reshape(h * w, c)) ** 2, var.reshape(h * w, c),
+                                 self.n, spectrum))
+
+    def unbiased_fd_standard_error(self, spectrum: np.ndarray) -> float:
+        """Standard error of :meth:`unbiased_frechet_distance`, by the delta method under
+        Gaussian per-mode sampling (exact marginals for an affine sampler on the field).
+
+        With m(k) ~ CN(mu_k, V_k / N) independent of s(k), a mode's mean term has variance
+        4 |mu_k|^2 V_k / N + 2 V_k^2 / N^2 (a conjugate pair's terms counted as the pair),
+        and a ring's variance sum S_r = sum_{k in r} s(k) has variance 2 sum V_k^2 / (N - 1).
+        The ring's term, -S_r / N + Lambda_r f(S_r / Lambda_r), f(rho) = rho - 2 sqrt(rho) / c + 1,
+        contributes g^2 Var(S_r) + (h^2 / 2) Var(S_r)^2 with g = 1 - 1 / N - 1 / (c sqrt(rho))
+        and h = 1 / (2 c Lambda_r rho^(3/2)) (second order: g vanishes near rho = c^-2).
+        Unknowns are replaced by unbiased estimates: |mu|^2 by |m|^2 - s / N (not clipped at
+        0, which would bias the sum up) and V^2 by s^2 / (1 + 2 / d)."""
+        m, var = self._mean_var()
+        h, w, c = spectrum.shape
+        n = self.n
+        d = np.where(self_conjugate(h, w), n - 1, 2 * (n - 1))[:, :, None]
+        v2 = var**2 / (1.0 + 2.0 / d)
+        mu2 = np.abs(m) ** 2 - var / n
+        total = max(float(np.sum(4.0 * mu2 * var / n + 2.0 * v2 / n**2)),
+                    float(np.sum(2.0 * v2 / n**2)))
+        ring, starts, sizes = ring_layout(h, w)
+        lam = np.add.reduceat(spectrum.reshape(h * w, c)[ring], starts, axis=0)
+        rho = np.add.reduceat(var.reshape(h * w, c)[ring], starts, axis=0) / lam
+        var_s = 2.0 * np.add.reduceat(v2.reshape(h * w, c)[ring], starts, axis=0) / (n - 1)
+        cd = sqrt_chi2_mean((n - 1) * sizes)[:, None]
+        rho = np.maximum(rho, 1e-12)
+        g = 1.0 - 1.0 / n - 1.0 / (cd * np.sqrt(rho))
+        hh = 1.0 / (2.0 * cd * lam * rho**1.5)
+        total += float(np.sum(g**2 * var_s + 0.5 * hh**2 * var_s**2))
+        return float(np.sqrt(total))
 
     def summary(self, spectrum: np.ndarray) -> dict:
         """Report fields: both FD estimates, the 50k floor, the band variance ratios and the

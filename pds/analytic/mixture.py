@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pds.analytic import fd
 from pds.analytic.gaussian_field import GaussianField
 from pds.method.sde import SDE
 from pds.runtime.errors import ConfigError
@@ -377,44 +378,18 @@ def mixture_from_config(config) -> GaussianMixtureField:
 # ------------------------------------------------------------------------------------------
 # Metrics
 
-BANDS = ('low', 'mid', 'high')
-
-
-def frequency_bands(h: int, w: int) -> np.ndarray:
-    """Band index (H, W) of every mode in native FFT layout: 0 low, 1 mid, 2 high, -1 DC.
-
-    The integer radius r = round(|k|) (|k| in cycles per image) of the non-DC modes spans
-    [1, r_max]; it is split into thirds of that range: [1, 1 + d), [1 + d, 1 + 2 d),
-    [1 + 2 d, r_max] with d = (r_max - 1) / 3."""
-    ky = np.fft.fftfreq(h, 1.0 / h)[:, None]
-    kx = np.fft.fftfreq(w, 1.0 / w)[None, :]
-    r = np.rint(np.sqrt(kx**2 + ky**2))
-    rmax = r.max()
-    edges = 1.0 + (rmax - 1.0) * np.array([1.0, 2.0]) / 3.0
-    band = np.digitize(r, edges)
-    band[0, 0] = -1
-    return band
-
-
 def band_variance_ratios(samples: np.ndarray, spectrum: np.ndarray) -> dict[str, float | None]:
-    """Geometric mean over the modes and channels of each band (:func:`frequency_bands`,
-    DC excluded) of s(k) / lambda(k), s the samples' per-mode variance about their own
-    mean (N - 1 in the denominator) in the orthonormal Fourier basis and lambda (H, W, C)
-    the target's eigenvalues. Every mode of the full spectrum counts (a mode and its
-    Hermitian partner both). None with fewer than 2 samples. 1 is exact in expectation per
-    mode, but a geometric mean of variance estimates is biased low at small N: for exact
-    samples a complex mode's s / lambda is chi2(2 (N - 1)) / (2 (N - 1)), whose mean log is
-    about -1 / (2 (N - 1)) (-1 / (N - 1) for the few real modes), so expect about
-    1 - 1 / (2 N)."""
+    """:func:`pds.analytic.fd.band_variance_ratios` of samples (N, H, W, C): the geometric
+    mean per band of s(k) / lambda(k), s the per-mode variance about the samples' own mean
+    (N - 1 denominator) and lambda (H, W, C) the target's eigenvalues, each log ratio
+    corrected for the small-N bias of a log sample variance (so 1 is exact in expectation).
+    None with fewer than 2 samples."""
     x = np.asarray(samples, np.float64)
     if len(x) < 2:
-        return dict.fromkeys(BANDS)
-    h, w = x.shape[1:3]
-    spec = np.fft.fft2(x, axes=(1, 2), norm='ortho')
-    var = np.var(spec.real, axis=0, ddof=1) + np.var(spec.imag, axis=0, ddof=1)
-    log_ratio = np.log(np.maximum(var, 1e-300)) - np.log(spectrum)
-    band = frequency_bands(h, w)
-    return {name: float(np.exp(log_ratio[band == i].mean())) for i, name in enumerate(BANDS)}
+        return dict.fromkeys(fd.BANDS)
+    acc = fd.FourierMoments(mean=np.zeros(x.shape[-1]))
+    acc.update(x)
+    return fd.band_variance_ratios(acc.mean_and_variance()[1], spectrum, len(x))
 
 
 def frechet_noise_floor(mixture: GaussianMixtureField, n: int, h: int, w: int,
@@ -436,9 +411,9 @@ def mixture_report(samples: np.ndarray, mixture: GaussianMixtureField,
       'target_weights': pi; 'weights_z': (p - pi) / sqrt(pi (1 - pi) / N);
     - 'counts': samples assigned to each component;
     - 'band_variance_ratio': per component, computed on the samples assigned to it, the
-      geometric mean of (per-mode sample variance) / lambda_k over the low, mid and high
-      frequency bands (the integer radius |k| split into thirds of its range, DC excluded:
-      :func:`band_variance_ratios`); None for a component with fewer than 2 samples;
+      bias-corrected geometric mean of (per-mode sample variance) / lambda_k over the low,
+      mid and high thirds of |k| (DC excluded: :func:`band_variance_ratios`); None for a
+      component with fewer than 2 samples;
     - 'frechet_distance': :meth:`GaussianMixtureField.frechet_distance` (the plug-in
       statistic, biased at small N); with ``floor_draws`` > 0 also 'noise_floor' and
       'noise_floor_std' (:func:`frechet_noise_floor` with ``seed``).

@@ -1,10 +1,24 @@
-"""``--mode=bench``: sample quality against NFE, baseline and PDS on the same seed.
+"""``--mode=bench``: sample quality against NFE, baseline and PDS, on a Gaussian field.
 
-For each iteration count of ``bench.steps`` it draws ``bench.num_samples`` samples with
-``sampling.precondition='none'`` and ``'pds'`` (identical noise draws) and measures the exact
-Frechet distance to the Gaussian field (the score may be exact or a network trained on the
-field). Process 0 writes ``bench/quality.csv``, ``bench/quality.md`` and
-``bench/quality.png`` (FD against NFE, both curves, the noise floor as a band).
+Two estimates, chosen by ``bench.estimate`` (``auto``: the first that applies):
+
+- ``population``: with the exact score and a Fourier-diagonal preconditioner (no space mask),
+  every step is affine per mode, so the output's per-mode moments propagate exactly
+  (``pds.analytic.moments``) and the **population** Frechet distance has no sampling noise.
+  Methods: the baseline, PDS at every ``bench.alphas`` in the reference predictor form and
+  PDS at ``sampling.pds.alpha`` in the invariant form. ``bench.spot_checks`` cells
+  ((iterations, alpha), alpha 0 for the baseline) are also sampled, ``bench.num_samples``
+  each, to show the sampler agrees with its moments: the sampled unbiased FD, its
+  standard error and the z-score against the exact value.
+- ``sampled`` (a network's score, a space mask): every cell is sampled, the baseline and PDS
+  at ``sampling.pds.alpha``, ``bench.num_samples`` each; the unbiased FD
+  (``FourierMoments.unbiased_frechet_distance``) with its standard error, the plug-in
+  statistic beside it, labelled.
+
+The reference line is the expected FD of 50,000 exact samples (``fd.expected_floor``): what
+an FID-style 50k evaluation can resolve. Process 0 writes ``bench/quality.csv``,
+``bench/quality.md`` and ``bench/quality.png`` (FD against NFE, one curve per method, the
+floor line and the spot checks with their error bars).
 """
 
 from __future__ import annotations
@@ -14,12 +28,14 @@ import csv
 import dataclasses
 import io
 import os
+import time
 
 import numpy as np
 
-from pds.analytic.fd import noise_floor
+from pds.analytic.fd import BANDS, expected_floor
+from pds.analytic.moments import check_config, population_moments
 from pds.method.precondition import Identity
-from pds.modes.experiment import experiment_from_config
+from pds.modes.experiment import Experiment, experiment_from_config
 from pds.modes.sample import count_rounds, sample_rounds
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
@@ -27,9 +43,33 @@ from pds.sampling.grid import sampling_schedule
 from pds.sampling.solver import solver_from_config
 from pds.storage import outputs
 
-METHODS = ('none', 'pds')
-COLUMNS = ('iterations', 'nfe', 'method', 'frechet_distance', 'ratio_to_floor',
-           'sampling_seconds', 'compile_seconds')
+ESTIMATES = ('auto', 'population', 'sampled')
+COLUMNS = ('iterations', 'nfe', 'method', 'alpha', 'predictor_form', 'estimate',
+           'frechet_distance', 'frechet_distance_se', 'frechet_distance_plugin',
+           *(f'variance_ratio_{b}' for b in BANDS), 'seconds')
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One curve: the baseline (alpha None) or PDS at alpha in a predictor form."""
+
+    alpha: float | None
+    form: str = 'reference'
+
+    @property
+    def label(self) -> str:
+        if self.alpha is None:
+            return 'baseline'
+        return f'PDS a={self.alpha:g}' + (' invariant' if self.form == 'invariant' else '')
+
+    def configure(self, config):
+        """A copy of ``config`` sampling with this method."""
+        cfg = copy.deepcopy(config)
+        cfg.sampling.precondition = 'none' if self.alpha is None else 'pds'
+        if self.alpha is not None:
+            cfg.sampling.pds.alpha = self.alpha
+            cfg.sampling.pds.predictor_form = self.form
+        return cfg
 
 
 def ladder(config) -> list[int]:
@@ -39,6 +79,45 @@ def ladder(config) -> list[int]:
     return steps
 
 
+def choose_estimate(config) -> str:
+    """``bench.estimate``, with ``auto`` resolved (ConfigError names what does not fit)."""
+    est = config.bench.estimate
+    if est not in ESTIMATES:
+        raise ConfigError('bench.estimate', est, ', '.join(ESTIMATES))
+    if est == 'sampled':
+        return est
+    try:
+        check_config(config)
+    except ConfigError:
+        if est == 'population':
+            raise
+        return 'sampled'
+    return 'population'
+
+
+def spot_checks(config) -> list[tuple[int, Method]]:
+    out = []
+    for item in config.bench.spot_checks:
+        ok = (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], int)
+              and item[0] >= 1 and isinstance(item[1], (int, float))
+              and (item[1] == 0 or item[1] > 1))
+        if not ok:
+            raise ConfigError('bench.spot_checks', tuple(config.bench.spot_checks),
+                              'pairs (iterations >= 1, alpha > 1, or 0 for the baseline)')
+        out.append((item[0], Method(None if item[1] == 0 else float(item[1]))))
+    return out
+
+
+def methods(config, estimate: str) -> list[Method]:
+    alpha = float(config.sampling.pds.alpha)
+    if estimate == 'sampled':
+        return [Method(None), Method(alpha, config.sampling.pds.predictor_form)]
+    alphas = [float(a) for a in config.bench.alphas]
+    if any(a <= 1 for a in alphas):
+        raise ConfigError('bench.alphas', tuple(config.bench.alphas), 'values > 1')
+    return [Method(None), *(Method(a) for a in alphas), Method(alpha, 'invariant')]
+
+
 def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     outputs.prepare_workdir(workdir)
     if config.data.dataset != 'gaussian_field':
@@ -46,96 +125,216 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
                           "'gaussian_field' for --mode=bench (the exact Frechet distance needs "
                           'the true distribution; the score may be exact or a trained network)')
     steps = ladder(config)
+    estimate = choose_estimate(config)
+    curves = methods(config, estimate)
+    checks = spot_checks(config) if estimate == 'population' else []
     num, batch = config.bench.num_samples, config.bench.batch_size
     count_rounds(num, batch)
     bench_dir = os.path.join(workdir, 'bench')
     paths = {ext: os.path.join(bench_dir, f'quality.{ext}') for ext in ('csv', 'md', 'png')}
     outputs.claim_outputs(list(paths.values()), overwrite)
 
-    cfg = copy.deepcopy(config)
-    cfg.sampling.precondition = 'pds'
-    pds_exp = experiment_from_config(cfg, workdir)  # the score model is built (restored) once
-    base = {'pds': pds_exp, 'none': dataclasses.replace(pds_exp, precond=Identity())}
-    h, w, _ = base['none'].image_shape
-    floor, floor_std = noise_floor(base['none'].field, num, h, w, seed=config.seed + 1)
     say = print if distributed.is_main() else (lambda *a, **k: None)
-    say(f'noise floor for {num} samples: {floor:.2f} +- {floor_std:.2f}', flush=True)
-
+    experiments = Experiments(config, workdir)
+    h, w, _ = experiments.base.image_shape
+    floor = expected_floor(experiments.base.field.spectrum(h, w))
+    say(f'{estimate} estimate; expected FD of 50,000 exact samples: {floor:.4g}', flush=True)
     rows = []
-    for n in steps:
-        for method in METHODS:
-            cfg = copy.deepcopy(config)
-            cfg.sampling.steps = n
-            cfg.sampling.precondition = method
-            sde, grid = sampling_schedule(cfg)
-            exp = dataclasses.replace(base[method], sde=sde, grid=grid)
-            res = sample_rounds(exp, solver_from_config(cfg, sde), cfg, num, batch,
-                                desc=f'{method} {n} it')
-            fd = res.moments.frechet_distance(exp.field.spectrum(h, w))
-            rows.append({'iterations': n, 'nfe': res.nfe, 'method': method,
-                         'frechet_distance': fd, 'ratio_to_floor': fd / floor,
-                         'sampling_seconds': res.sampling_seconds,
-                         'compile_seconds': res.compile_seconds})
-            say(f'{method:>4} {n:5d} it  NFE {res.nfe:>5}  FD {fd:10.2f}  '
-                  f'({fd / floor:.2f} x floor)  {res.sampling_seconds:.1f} s', flush=True)
+    for method in curves:
+        for n in steps:
+            if estimate == 'population':
+                row = population_cell(config, experiments, method, n)
+            else:
+                row = sampled_cell(config, experiments, method, n, num, batch)
+            rows.append(row)
+            se = (f' +- {row["frechet_distance_se"]:.3g}' if row['estimate'] == 'sampled'
+                  else '')
+            say(f'{method.label:>20} {n:5d} it  NFE {row["nfe"]:>6}  '
+                f'FD {row["frechet_distance"]:10.4g}{se}', flush=True)
+    checked = []
+    for n, method in checks:
+        exact = population_cell(config, experiments, method, n)
+        row = sampled_cell(config, experiments, method, n, num, batch)
+        row['population_fd'] = exact['frechet_distance']
+        row['ring_pooled_fd'] = exact['ring_pooled_fd']
+        row['z'] = (row['frechet_distance'] - exact['ring_pooled_fd']) / row[
+            'frechet_distance_se']
+        checked.append(row)
+        say(f'spot check {method.label} {n} it: sampled {row["frechet_distance"]:.4g} +- '
+            f'{row["frechet_distance_se"]:.3g}, exact {exact["ring_pooled_fd"]:.4g} ring-pooled'
+            f' ({exact["frechet_distance"]:.4g} per mode; z {row["z"]:+.2f})', flush=True)
 
     if distributed.is_main():  # one report (every process holds the same summed moments)
-        outputs.write_text(paths['csv'], to_csv(rows, floor, floor_std))
-        outputs.write_text(paths['md'], to_markdown(rows, floor, floor_std, num))
-        plot(paths['png'], rows, floor, floor_std, num, config)
-    return rows
+        outputs.write_text(paths['csv'], to_csv(rows + checked, floor))
+        outputs.write_text(paths['md'], to_markdown(rows, checked, floor, estimate, num))
+        plot(paths['png'], rows, checked, floor, config)
+    return rows + checked
 
 
-def to_csv(rows: list[dict], floor: float, floor_std: float) -> str:
+class Experiments:
+    """The experiment of each method with the sde and grid of a given iteration count. The
+    score model is restored once; the PDS mask is computed once per alpha."""
+
+    def __init__(self, config, workdir: str | None = None):
+        self.config, self.workdir = config, workdir
+        alpha = float(config.sampling.pds.alpha)
+        pds = experiment_from_config(Method(alpha).configure(config), workdir)
+        self.base = dataclasses.replace(pds, precond=Identity())
+        self._precond = {alpha: pds.precond}
+
+    def get(self, method: Method, steps: int) -> tuple[Experiment, object]:
+        cfg = method.configure(self.config)
+        cfg.sampling.steps = steps
+        exp = self.base
+        if method.alpha is not None:
+            if method.alpha not in self._precond:
+                self._precond[method.alpha] = experiment_from_config(cfg, self.workdir).precond
+            exp = dataclasses.replace(exp, precond=self._precond[method.alpha])
+        sde, grid = sampling_schedule(cfg)
+        return dataclasses.replace(exp, sde=sde, grid=grid), cfg
+
+
+def _base_row(method: Method, n: int, nfe, estimate: str) -> dict:
+    return {'iterations': n, 'nfe': nfe, 'method': method.label, 'alpha': method.alpha,
+            'predictor_form': method.form if method.alpha is not None else '',
+            'estimate': estimate}
+
+
+def population_cell(config, experiments: Experiments, method: Method, n: int) -> dict:
+    exp, cfg = experiments.get(method, n)
+    t0 = time.perf_counter()
+    pm = population_moments(cfg, exp)
+    return {**_base_row(method, n, pm.nfe, 'population'),
+            'frechet_distance': pm.frechet_distance, 'frechet_distance_se': 0.0,
+            'frechet_distance_plugin': None, 'ring_pooled_fd': pm.ring_pooled_fd(),
+            **{f'variance_ratio_{b}': pm.band_ratios[b] for b in BANDS},
+            'seconds': time.perf_counter() - t0}
+
+
+def sampled_cell(config, experiments: Experiments, method: Method, n: int, num: int,
+                 batch: int) -> dict:
+    exp, cfg = experiments.get(method, n)
+    res = sample_rounds(exp, solver_from_config(cfg, exp.sde), cfg, num, batch,
+                        desc=f'{method.label} {n} it')
+    h, w, _ = exp.image_shape
+    spectrum = exp.field.spectrum(h, w)
+    summary = res.moments.summary(spectrum)
+    return {**_base_row(method, n, res.nfe, 'sampled'),
+            'frechet_distance': summary['frechet_distance_unbiased'],
+            'frechet_distance_se': res.moments.unbiased_fd_standard_error(spectrum),
+            'frechet_distance_plugin': summary['frechet_distance'],
+            **{f'variance_ratio_{b}': summary['band_variance_ratio'][b] for b in BANDS},
+            'seconds': res.sampling_seconds + res.compile_seconds}
+
+
+def to_csv(rows: list[dict], floor: float) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[*COLUMNS, 'noise_floor', 'noise_floor_std'])
+    extra = ('population_fd', 'ring_pooled_fd', 'z')
+    writer = csv.DictWriter(buf, fieldnames=[*COLUMNS, *extra, 'floor_50k'])
     writer.writeheader()
     for r in rows:
-        writer.writerow({**{k: r[k] for k in COLUMNS}, 'noise_floor': floor,
-                         'noise_floor_std': floor_std})
+        writer.writerow({**{k: r.get(k, '') for k in (*COLUMNS, *extra)}, 'floor_50k': floor})
     return buf.getvalue()
 
 
 def _num(v: float) -> str:
-    """One decimal for large values, three significant digits for small ones."""
     return f'{v:.1f}' if abs(v) >= 100 else f'{v:.3g}'
 
 
-def to_markdown(rows: list[dict], floor: float, floor_std: float, num: int) -> str:
+def nfe_to_floor(rows: list[dict], floor: float) -> dict[str, int | None]:
+    """Per method, the smallest NFE on the ladder whose FD is at or below the floor."""
+    out: dict[str, int | None] = {}
+    for r in rows:
+        out.setdefault(r['method'], None)
+        if r['frechet_distance'] <= floor:
+            best = out[r['method']]
+            out[r['method']] = r['nfe'] if best is None else min(best, r['nfe'])
+    return out
+
+
+def to_markdown(rows: list[dict], checked: list[dict], floor: float, estimate: str,
+                num: int) -> str:
+    labels = list(dict.fromkeys(r['method'] for r in rows))
     by = {(r['iterations'], r['method']): r for r in rows}
-    lines = [f'Exact Frechet distance to the Gaussian field, {num} samples per cell; noise '
-             f'floor (same statistic on {num} exact samples): {_num(floor)} +- {_num(floor_std)}.',
-             '', '| iterations | NFE | FD baseline | FD PDS | PDS / baseline |',
-             '|---:|---:|---:|---:|---:|']
+    if estimate == 'population':
+        head = ('Population Frechet distance to the field (exact moments, no sampling '
+                f'noise); the best method of each row in bold. Expected FD of 50,000 exact '
+                f'samples: {floor:.3g}.')
+    else:
+        head = (f'Sampled Frechet distance to the field, {num} samples per cell: the '
+                'unbiased estimate +- its standard error (pds/analytic/fd.py). Expected FD '
+                f'of 50,000 exact samples: {floor:.3g}.')
+    lines = [head, '', '| iterations | NFE | ' + ' | '.join(labels) + ' |',
+             '|---:|---:|' + '---:|' * len(labels)]
     for n in sorted({r['iterations'] for r in rows}):
-        b, p = by[(n, 'none')], by[(n, 'pds')]
-        lines.append(f"| {n} | {b['nfe']} | {_num(b['frechet_distance'])} | "
-                     f"{_num(p['frechet_distance'])} | "
-                     f"{p['frechet_distance'] / b['frechet_distance']:.3f} |")
+        cells = [by[(n, m)] for m in labels]
+        best = min(c['frechet_distance'] for c in cells)
+        text = []
+        for c in cells:
+            t = _num(c['frechet_distance'])
+            if c['estimate'] == 'sampled':
+                t += f' +- {_num(c["frechet_distance_se"])}'
+            text.append(f'**{t}**' if c['frechet_distance'] == best else t)
+        lines.append(f'| {n} | {cells[0]["nfe"]} | ' + ' | '.join(text) + ' |')
+    reach = nfe_to_floor(rows, floor)
+    lines.append('| NFE to floor | | ' + ' | '.join(str(reach[m] or '-') for m in labels) + ' |')
+    if estimate == 'sampled':
+        lines += ['', 'The plug-in statistic of the same samples (biased at small n: it rewards '
+                  'under-dispersion) per cell, for comparison with older reports:', '']
+        lines += [f"- {r['method']} {r['iterations']} it: {_num(r['frechet_distance_plugin'])}"
+                  for r in rows]
+    if checked:
+        lines += ['', f'Spot checks: the same cells sampled, {num} samples each: the unbiased '
+                  'FD +- its standard error against the exact value of what it estimates (the '
+                  'ring-pooled FD: variances pooled over each integer radius; the per-mode '
+                  'population FD beside it).', '',
+                  '| iterations | method | sampled | exact, ring-pooled | exact, per mode | z |',
+                  '|---:|---|---:|---:|---:|---:|']
+        lines += [f"| {r['iterations']} | {r['method']} | {_num(r['frechet_distance'])} +- "
+                  f"{_num(r['frechet_distance_se'])} | {_num(r['ring_pooled_fd'])} | "
+                  f"{_num(r['population_fd'])} | {r['z']:+.2f} |" for r in checked]
+    lines += ['', 'Band variance ratios (geometric mean of output / target variance, low / '
+              'mid / high thirds of |k|; under 1: under-dispersed), at the last iteration count:',
+              '']
+    last = max(r['iterations'] for r in rows)
+    lines += [f"- {m}: " + ' / '.join(f"{by[(last, m)][f'variance_ratio_{b}']:.3f}"
+                                       for b in BANDS) for m in labels]
     return '\n'.join(lines) + '\n'
 
 
-def plot(path: str, rows: list[dict], floor: float, floor_std: float, num: int, config) -> None:
+def plot(path: str, rows: list[dict], checked: list[dict], floor: float, config) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for method, label, style in (('none', 'baseline (PC)', 'o-'), ('pds', 'PDS', 's-')):
-        pts = sorted((r['nfe'], r['frechet_distance']) for r in rows if r['method'] == method)
-        ax.plot(*np.asarray(pts).T, style, label=label)
-    ax.axhline(floor, color='k', lw=1, ls='--', label=f'noise floor ({num} exact samples)')
-    ax.axhspan(floor - floor_std, floor + floor_std, color='k', alpha=0.1)
+    fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=120)
+    labels = list(dict.fromkeys(r['method'] for r in rows))
+    for i, label in enumerate(labels):
+        pts = sorted((r['nfe'], r['frechet_distance'], r['frechet_distance_se'])
+                     for r in rows if r['method'] == label)
+        nfe, fd, se = (np.asarray(v, np.float64) for v in zip(*pts))
+        style = '--' if 'invariant' in label else '-'
+        line, = ax.plot(nfe, np.maximum(fd, 1e-6), style, marker='os^vD<>'[i % 7], ms=4,
+                        label=label)
+        if np.any(se > 0):
+            ax.fill_between(nfe, np.maximum(fd - 2 * se, 1e-6), fd + 2 * se,
+                            color=line.get_color(), alpha=0.15)
+    for r in checked:
+        ax.errorbar(r['nfe'], r['frechet_distance'], yerr=2 * r['frechet_distance_se'],
+                    fmt='x', color='k', capsize=3)
+    if checked:
+        ax.plot([], [], 'kx', label='sampled spot check (+- 2 SE)')
+    ax.axhline(floor, color='k', lw=1, ls=':', label='expected FD of 50k exact samples')
     ax.set_xscale('log')
     ax.set_yscale('log')
     ax.set_xlabel('NFE (score evaluations per sample)')
     ax.set_ylabel('Frechet distance to the exact field')
     size = config.data.image_size
-    ax.set_title(f'Gaussian field {size}x{size}, VE sigma_max={config.model.sigma_max}, '
-                 f'alpha={config.sampling.pds.alpha}', fontsize=9)
+    ax.set_title(f'Gaussian field {size}x{size}, VE sigma_max={config.model.sigma_max}; '
+                 'lower is better', fontsize=9)
     ax.grid(True, which='both', alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format='png')

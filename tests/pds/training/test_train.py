@@ -22,7 +22,7 @@ from tests.paths import ROOT, jax_env
 DRIVER = os.path.join(ROOT, 'tests', 'pds', 'training', 'train_driver.py')
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'pds', 'training'))
 
-from train_driver import RUN_STEPS, tiny_config  # noqa: E402
+from train_driver import RUN_STEPS, run_config, tiny_config  # noqa: E402
 
 
 def test_optimizer_is_score_sde_adam_with_warmup_and_clipping():
@@ -100,7 +100,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path):
     from pds.storage.sampling_checkpoints import restore_variables, stored_steps
 
     assert stored_steps(str(full / 'checkpoints')) == [RUN_STEPS // 2, RUN_STEPS]
-    variables = restore_variables(str(full / 'checkpoints'), tiny_config())
+    variables = restore_variables(str(full / 'checkpoints'), run_config())
     assert jax.tree_util.tree_structure(variables['params']) is not None
 
 
