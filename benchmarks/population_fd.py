@@ -6,7 +6,8 @@ are propagated exactly (``pds.analytic.moments``): no sampling noise. The refere
 the expected plug-in FD of 50,000 exact samples (``pds.analytic.fd.expected_floor``).
 
     python benchmarks/population_fd.py [--config configs/analytic/ffhq_256.py]
-        [--alphas 2 5 10 30] [--out benchmarks/results/population_fd_ffhq256.json] [--smoke]
+        [--alphas 2 5 10 30] [--steps N ...] [--out benchmarks/results/population_fd_ffhq256.json]
+        [--smoke]
 
 Writes the JSON (rows, floor, NFE to reach the floor per method) and a markdown table next
 to it (.md).
@@ -79,6 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', default='configs/analytic/ffhq_256.py')
     parser.add_argument('--alphas', type=float, nargs='+', default=[2.0, 5.0, 10.0, 30.0])
+    parser.add_argument('--steps', type=int, nargs='+', default=None,
+                        help="iteration counts (default: the config's bench.steps)")
     parser.add_argument('--out', default=os.path.join(ROOT, 'benchmarks', 'results',
                                                       'population_fd_ffhq256.json'))
     add_smoke_flag(parser)
@@ -86,6 +89,8 @@ def main() -> None:
     if args.smoke:
         smoke_setup()
     config = load_config(args.config)
+    if args.steps:
+        config.bench.steps = tuple(args.steps)
     if args.smoke:
         config.data.image_size = 8
         config.bench.steps = (2, 3)

@@ -9,6 +9,6 @@ def get_config():
     config.sampling.speed_up = 30.0  # 66 iterations, the paper's FFHQ setting
     config.eval.batch_size = 8
     config.eval.num_samples = 8
-    config.bench.num_samples = 16  # per spot check
+    config.bench.num_samples = 64  # per spot check, in rounds of 16
     config.bench.batch_size = 16
     return config
