@@ -1,4 +1,4 @@
-"""``--mode=bench``: sample quality against NFE, baseline and PDS, on a Gaussian field.
+"""``--mode=bench``: sample quality against NFE, baseline and PDS, on a known distribution.
 
 Two estimates, chosen by ``bench.estimate`` (``auto``: the first that applies):
 
@@ -10,10 +10,13 @@ Two estimates, chosen by ``bench.estimate`` (``auto``: the first that applies):
   ((iterations, alpha), alpha 0 for the baseline) are also sampled, ``bench.num_samples``
   each, to show the sampler agrees with its moments: the sampled unbiased FD, its
   standard error and the z-score against the exact value.
-- ``sampled`` (a network's score, a space mask): every cell is sampled, the baseline and PDS
-  at ``sampling.pds.alpha``, ``bench.num_samples`` each; the unbiased FD
-  (``FourierMoments.unbiased_frechet_distance``) with its standard error, the plug-in
-  statistic beside it, labelled.
+- ``sampled`` (a network's score, a space mask, the Gaussian-mixture field): every cell is
+  sampled, the baseline and PDS at ``sampling.pds.alpha``, ``bench.num_samples`` each; the
+  unbiased FD (``FourierMoments.unbiased_frechet_distance``) with its standard error, the
+  plug-in statistic beside it, labelled. On the mixture the FD is to the Gaussian with the
+  mixture's exact per-mode mean and variance (``GaussianMixtureField.exact_moments``; the DC
+  modes' cross-channel covariance is left out), and each cell also reports the mixture
+  weights the samples recover (``mixture_report``), with their largest |z|.
 
 The reference line is the expected FD of 50,000 exact samples (``fd.expected_floor``): what
 an FID-style 50k evaluation can resolve. Process 0 writes ``bench/quality.csv``,
@@ -32,7 +35,7 @@ import time
 
 import numpy as np
 
-from pds.analytic.fd import BANDS, expected_floor
+from pds.analytic.fd import BANDS, FourierMoments, expected_floor
 from pds.analytic.moments import check_config, population_moments
 from pds.method.precondition import Identity
 from pds.modes.experiment import Experiment, experiment_from_config
@@ -120,10 +123,11 @@ def methods(config, estimate: str) -> list[Method]:
 
 def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     outputs.prepare_workdir(workdir)
-    if config.data.dataset != 'gaussian_field':
+    if config.data.dataset not in ('gaussian_field', 'gaussian_mixture'):
         raise ConfigError('data.dataset', config.data.dataset,
-                          "'gaussian_field' for --mode=bench (the exact Frechet distance needs "
-                          'the true distribution; the score may be exact or a trained network)')
+                          "'gaussian_field' or 'gaussian_mixture' for --mode=bench (the exact "
+                          'Frechet distance needs the true distribution; the score may be exact '
+                          'or a trained network)')
     steps = ladder(config)
     estimate = choose_estimate(config)
     curves = methods(config, estimate)
@@ -136,8 +140,7 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
 
     say = print if distributed.is_main() else (lambda *a, **k: None)
     experiments = Experiments(config, workdir)
-    h, w, _ = experiments.base.image_shape
-    floor = expected_floor(experiments.base.field.spectrum(h, w))
+    floor = expected_floor(target_moments(experiments.base)[1])
     say(f'{estimate} estimate; expected FD of 50,000 exact samples: {floor:.4g}', flush=True)
     rows = []
     for method in curves:
@@ -211,17 +214,41 @@ def population_cell(config, experiments: Experiments, method: Method, n: int) ->
             'seconds': time.perf_counter() - t0}
 
 
+def target_moments(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
+    """(per-channel mean (C,), per-mode variance (H, W, C)) of the data distribution: the
+    field's, or the mixture's exact moments with each DC mode's own channel variance."""
+    h, w, _ = exp.image_shape
+    if exp.field is not None:
+        return np.asarray(exp.field.mean, np.float64), exp.field.spectrum(h, w)
+    mom = exp.mixture.exact_moments(h, w)
+    spectrum = mom['spectrum'].copy()
+    spectrum[0, 0] = np.diag(mom['dc_covariance'])
+    return mom['mean'][0, 0], spectrum
+
+
 def sampled_cell(config, experiments: Experiments, method: Method, n: int, num: int,
                  batch: int) -> dict:
     exp, cfg = experiments.get(method, n)
-    res = sample_rounds(exp, solver_from_config(cfg, exp.sde), cfg, num, batch,
+    rows: list[np.ndarray] = []
+    keep = (lambda r: rows.append(r.rows)) if exp.mixture is not None else None
+    res = sample_rounds(exp, solver_from_config(cfg, exp.sde), cfg, num, batch, keep,
                         desc=f'{method.label} {n} it')
-    h, w, _ = exp.image_shape
-    spectrum = exp.field.spectrum(h, w)
-    summary = res.moments.summary(spectrum)
-    return {**_base_row(method, n, res.nfe, 'sampled'),
+    mean, spectrum = target_moments(exp)
+    extra = {}
+    moments = res.moments
+    if exp.mixture is not None:  # every process takes part (a collective)
+        from pds.analytic.mixture import mixture_report
+
+        x = distributed.gather_rows(np.concatenate(rows))
+        moments = FourierMoments(mean)
+        moments.update(x)
+        report = mixture_report(x, exp.mixture)
+        extra = {'mixture_weights': report['weights'],
+                 'mixture_weights_z_max': float(np.max(np.abs(report['weights_z'])))}
+    summary = moments.summary(spectrum)
+    return {**_base_row(method, n, res.nfe, 'sampled'), **extra,
             'frechet_distance': summary['frechet_distance_unbiased'],
-            'frechet_distance_se': res.moments.unbiased_fd_standard_error(spectrum),
+            'frechet_distance_se': moments.unbiased_fd_standard_error(spectrum),
             'frechet_distance_plugin': summary['frechet_distance'],
             **{f'variance_ratio_{b}': summary['band_variance_ratio'][b] for b in BANDS},
             'seconds': res.sampling_seconds + res.compile_seconds}
@@ -229,7 +256,7 @@ def sampled_cell(config, experiments: Experiments, method: Method, n: int, num: 
 
 def to_csv(rows: list[dict], floor: float) -> str:
     buf = io.StringIO()
-    extra = ('population_fd', 'ring_pooled_fd', 'z')
+    extra = ('population_fd', 'ring_pooled_fd', 'z', 'mixture_weights_z_max')
     writer = csv.DictWriter(buf, fieldnames=[*COLUMNS, *extra, 'floor_50k'])
     writer.writeheader()
     for r in rows:
@@ -261,7 +288,7 @@ def to_markdown(rows: list[dict], checked: list[dict], floor: float, estimate: s
                 f'noise); the best method of each row in bold. Expected FD of 50,000 exact '
                 f'samples: {floor:.3g}.')
     else:
-        head = (f'Sampled Frechet distance to the field, {num} samples per cell: the '
+        head = (f'Sampled Frechet distance to the data distribution, {num} samples per cell: the '
                 'unbiased estimate +- its standard error (pds/analytic/fd.py). Expected FD '
                 f'of 50,000 exact samples: {floor:.3g}.')
     lines = [head, '', '| iterations | NFE | ' + ' | '.join(labels) + ' |',
@@ -283,6 +310,12 @@ def to_markdown(rows: list[dict], checked: list[dict], floor: float, estimate: s
                   'under-dispersion) per cell, for comparison with older reports:', '']
         lines += [f"- {r['method']} {r['iterations']} it: {_num(r['frechet_distance_plugin'])}"
                   for r in rows]
+    if rows[0].get('mixture_weights') is not None:
+        lines += ['', 'Mixture weights recovered (each sample assigned to its most likely '
+                  'component; largest |z| against the target weights, binomial errors):', '']
+        lines += [f"- {r['method']} {r['iterations']} it: "
+                  + ' / '.join(f'{p:.3f}' for p in r['mixture_weights'])
+                  + f" (max |z| {r['mixture_weights_z_max']:.2f})" for r in rows]
     if checked:
         lines += ['', f'Spot checks: the same cells sampled, {num} samples each: the unbiased '
                   'FD +- its standard error against the exact value of what it estimates (the '
@@ -329,9 +362,9 @@ def plot(path: str, rows: list[dict], checked: list[dict], floor: float, config)
     ax.set_xscale('log')
     ax.set_yscale('log')
     ax.set_xlabel('NFE (score evaluations per sample)')
-    ax.set_ylabel('Frechet distance to the exact field')
+    ax.set_ylabel('Frechet distance to the data distribution')
     size = config.data.image_size
-    ax.set_title(f'Gaussian field {size}x{size}, VE sigma_max={config.model.sigma_max}; '
+    ax.set_title(f'{config.data.dataset} {size}x{size}, sigma_max={config.model.sigma_max}; '
                  'lower is better', fontsize=9)
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=7)

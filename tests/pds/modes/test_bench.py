@@ -93,3 +93,22 @@ def test_nfe_to_floor_is_the_first_rung_at_or_below_it():
             {'method': 'a', 'nfe': 160, 'frechet_distance': 0.2},
             {'method': 'b', 'nfe': 40, 'frechet_distance': 2.0}]
     assert bench_mode.nfe_to_floor(rows, 0.5) == {'a': 80, 'b': None}
+
+
+@pytest.mark.slow
+def test_mixture_is_benched_by_sampling_with_recovered_weights(tmp_path):
+    from configs.analytic import mixture_32
+
+    config = mixture_32.get_config()
+    config.data.image_size = 16
+    config.bench.steps = (4,)
+    config.bench.num_samples = config.bench.batch_size = 16
+    rows = bench_mode.run(config, str(tmp_path))
+    assert [r['method'] for r in rows] == ['baseline', 'PDS a=5']
+    for r in rows:
+        assert r['estimate'] == 'sampled' and r['frechet_distance_se'] > 0
+        assert len(r['mixture_weights']) == 3 and abs(sum(r['mixture_weights']) - 1) < 1e-12
+    assert 'Mixture weights recovered' in (tmp_path / 'bench' / 'quality.md').read_text()
+    config.bench.estimate = 'population'  # no exact moments for a mixture
+    with pytest.raises(ConfigError, match=r'model\.name'):
+        bench_mode.choose_estimate(config)
