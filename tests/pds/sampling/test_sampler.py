@@ -17,7 +17,6 @@ from pds.method import masks
 from pds.method.pds_preconditioner import make_preconditioner
 from pds.method.precondition import Identity
 from pds.method.sde import VESDE
-from pds.modes.experiment import experiment_from_config
 from pds.runtime.mesh import data_mesh
 from pds.sampling.context import StepEnv
 from pds.sampling.correctors import annealed_langevin
@@ -114,15 +113,23 @@ def test_preconditioned_langevin_keeps_the_field_stationary(precondition):
 
 
 @functools.cache
+def ffhq256_experiments():
+    """The bench's experiments of configs/analytic/ffhq_256.py (the PDS mask built once)."""
+    from pds.modes.bench import Experiments
+
+    return Experiments(ffhq_256.get_config())
+
+
+@functools.cache
 def ffhq256_moments(steps: int, precondition: str, form: str = 'reference'):
     """Population moments of configs/analytic/ffhq_256.py (PDS alpha 5) at ``steps``."""
     from pds.analytic.moments import population_moments
+    from pds.modes.bench import Method
 
-    config = ffhq_256.get_config()
-    config.sampling.steps = steps
-    config.sampling.precondition = precondition
-    config.sampling.pds.predictor_form = form
-    return population_moments(config, experiment_from_config(config))
+    alpha = float(ffhq_256.get_config().sampling.pds.alpha)
+    method = Method(None) if precondition == 'none' else Method(alpha, form)
+    exp, config = ffhq256_experiments().get(method, steps)
+    return population_moments(config, exp)
 
 
 def population_fd(steps: int, precondition: str, form: str = 'reference') -> float:
