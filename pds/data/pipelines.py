@@ -147,13 +147,18 @@ class GaussianFieldSource(ArraySource):
     def __init__(self, config, seed: int, stream: int):
         from pds.analytic.gaussian_field import field_from_config
 
-        self.field = field_from_config(config)
+        field = field_from_config(config)
+        self._setup(field, config, seed, stream, 'model.field_mean', tuple(field.mean))
+
+    def _setup(self, field, config, seed: int, stream: int, mean_field: str, means) -> None:
+        """Keep the distribution and the draw settings; ConfigError (naming ``mean_field``)
+        unless it has one mean per data channel."""
+        self.field = field
         self.centered = bool(config.data.centered)
         self.size = int(config.data.image_size)
         self.seed, self.stream = int(seed), int(stream)
-        if self.field.num_channels != int(config.data.num_channels):
-            raise ConfigError('model.field_mean', tuple(self.field.mean),
-                              f'one mean per channel (data.num_channels='
+        if field.num_channels != int(config.data.num_channels):
+            raise ConfigError(mean_field, means, f'one mean per channel (data.num_channels='
                               f'{config.data.num_channels})')
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
@@ -174,14 +179,8 @@ class GaussianMixtureSource(GaussianFieldSource):
     def __init__(self, config, seed: int, stream: int):
         from pds.analytic.mixture import mixture_from_config
 
-        self.field = mixture_from_config(config)
-        self.centered = bool(config.data.centered)
-        self.size = int(config.data.image_size)
-        self.seed, self.stream = int(seed), int(stream)
-        if self.field.num_channels != int(config.data.num_channels):
-            raise ConfigError('model.mixture_means', config.model.mixture_means,
-                              f'one mean per channel (data.num_channels='
-                              f'{config.data.num_channels})')
+        self._setup(mixture_from_config(config), config, seed, stream, 'model.mixture_means',
+                    config.model.mixture_means)
 
 
 def _to_unit_float(arr: np.ndarray, field: str, value) -> np.ndarray:
