@@ -139,7 +139,9 @@ class FourierMoments:
         self.s2 += (np.abs(spec) ** 2).sum(axis=0)
         self.n += len(x)
 
-    def _mean_var(self) -> tuple[np.ndarray, np.ndarray]:
+    def mean_and_variance(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-mode sample mean m(k) (complex) and variance s(k) (N - 1 denominator), each
+        (H, W, C) in the native FFT layout."""
         if self.n < 2:
             raise ValueError(f'the Frechet distance needs at least 2 samples, got {self.n}')
         m = self.s1 / self.n
@@ -147,17 +149,12 @@ class FourierMoments:
 
     def frechet_distance(self, spectrum: np.ndarray) -> float:
         """The plug-in statistic (biased at small n; module docstring)."""
-        m, var = self._mean_var()
+        m, var = self.mean_and_variance()
         return float(np.sum(np.abs(m) ** 2) + np.sum((np.sqrt(var) - np.sqrt(spectrum)) ** 2))
-
-    def mean_and_variance(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-mode sample mean m(k) (complex) and variance s(k) (N - 1 denominator), each
-        (H, W, C) in the native FFT layout."""
-        return self._mean_var()
 
     def unbiased_frechet_distance(self, spectrum: np.ndarray) -> float:
         """Ring-pooled, bias-corrected estimate of the population FD (module docstring)."""
-        m, var = self._mean_var()
+        m, var = self.mean_and_variance()
         h, w, c = spectrum.shape
         return float(unbiased_fd(np.abs(m.reshape(h * w, c)) ** 2, var.reshape(h * w, c),
                                  self.n, spectrum))
@@ -174,7 +171,7 @@ class FourierMoments:
         and h = 1 / (2 c Lambda_r rho^(3/2)) (second order: g vanishes near rho = c^-2).
         Unknowns are replaced by unbiased estimates: |mu|^2 by |m|^2 - s / N (not clipped at
         0, which would bias the sum up) and V^2 by s^2 / (1 + 2 / d)."""
-        m, var = self._mean_var()
+        m, var = self.mean_and_variance()
         h, w, c = spectrum.shape
         n = self.n
         d = np.where(self_conjugate(h, w), n - 1, 2 * (n - 1))[:, :, None]
@@ -196,7 +193,7 @@ class FourierMoments:
     def summary(self, spectrum: np.ndarray) -> dict:
         """Report fields: both FD estimates, the 50k floor, the band variance ratios and the
         squared norm of the mean error (bias-corrected)."""
-        m, var = self._mean_var()
+        m, var = self.mean_and_variance()
         return {'frechet_distance': self.frechet_distance(spectrum),
                 'frechet_distance_unbiased': self.unbiased_frechet_distance(spectrum),
                 'frechet_floor_50k': expected_floor(spectrum),

@@ -155,8 +155,10 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
             say(f'{method.label:>20} {n:5d} it  NFE {row["nfe"]:>6}  '
                 f'FD {row["frechet_distance"]:10.4g}{se}', flush=True)
     checked = []
+    computed = {(r['iterations'], r['method']): r for r in rows}
     for n, method in checks:
-        exact = population_cell(config, experiments, method, n)
+        exact = computed.get((n, method.label)) or population_cell(config, experiments, method,
+                                                                   n)
         row = sampled_cell(config, experiments, method, n, num, batch)
         row['population_fd'] = exact['frechet_distance']
         row['ring_pooled_fd'] = exact['ring_pooled_fd']
