@@ -9,15 +9,17 @@ README's "Multi-host runs").
 """
 
 import importlib
+import os
 import traceback
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pds.runtime import distributed
+from pds.modes import config_checks
+from pds.runtime import distributed, progress
 from pds.runtime.distributed import Launch
-from pds.runtime.errors import ConfigError
+from pds.runtime.errors import ConfigError, RunError
 
 MODES = {
     'sample': 'pds.modes.sample',
@@ -52,6 +54,46 @@ flags.DEFINE_integer('init_timeout', 300, 'Seconds to wait for every process to 
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (ml_collections' and absl's span several)."""
+    text = ' '.join(part.strip() for part in str(err).splitlines() if part.strip())
+    return text or type(err).__name__
+
+
+def config_overrides(argv: list[str]) -> list[str]:
+    return [a.split('=', 1)[0][2:] for a in argv if a.startswith('--config.')]
+
+
+def _raised_in_config_file(err: BaseException, path: str | None) -> bool:
+    """The error came from reading or running the config file (not from an override)."""
+    if isinstance(err, OSError | SyntaxError | ImportError) or path is None:
+        return True
+    where = os.path.abspath(path)
+    return any(os.path.abspath(frame.filename) == where
+               for frame in traceback.extract_tb(err.__traceback__))
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with every failure (an unknown flag, a bad value, a missing or
+    broken config file, an unknown or mistyped config field) as one line and exit code 2."""
+    try:
+        rest = FLAGS(argv)
+        FLAGS.config.keys()  # the file is loaded and the overrides applied by now
+    except flags.Error as err:
+        progress.fail(f'error: {one_line(err)}', 2)
+    except Exception as err:
+        path = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), None)
+        if _raised_in_config_file(err, path):
+            progress.fail(f'error: invalid --config={path!r}: a readable Python file defining '
+                          f'get_config() ({type(err).__name__}: {one_line(err)})', 2)
+        # an override ml_collections could not apply
+        named = ', '.join(f'--{o}' for o in config_overrides(argv)) or 'none'
+        progress.fail(f'error: invalid config override ({type(err).__name__}: '
+                      f'{one_line(err)}); overrides given: {named}; each must name an '
+                      'existing field of the config with a value of its type', 2)
+    return rest
+
+
 def launch_from_flags() -> Launch:
     return Launch(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
                   FLAGS.process_id, FLAGS.cpu_devices, FLAGS.heartbeat_timeout,
@@ -69,12 +111,18 @@ def main(argv):
             raise ConfigError('--mode', FLAGS.mode, 'sample, bench, train, stats or eval in a '
                               'multi-process job (convert and fid are one-process tools: '
                               'drop --distributed)')
+        config_checks.check_config(FLAGS.config, FLAGS.mode)
         module = importlib.import_module(MODES[FLAGS.mode])
         extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
         module.run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite, **extra)
     except ConfigError as err:
+        progress.close_bars()  # the message starts on a fresh line
         distributed.abort(f'error: {err}', 2, grace=30.0)
+    except RunError as err:  # every process meets it alike (its checks are collective)
+        progress.close_bars()
+        distributed.abort(f'error: {err}', 1, grace=30.0)
     except Exception as err:
+        progress.close_bars()
         if jax.process_count() == 1:
             raise
         traceback.print_exc()
@@ -84,4 +132,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -312,7 +312,7 @@ def main() -> None:
     if args.smoke:
         tiny_network(lcfg, lcfg.data.image_size)
         lcfg.sampling.pds.num_stat_images = 8
-    builder, variables, _ = score_model_from_config(lcfg, args.learned_workdir)
+    builder, variables, _, _ = score_model_from_config(lcfg, args.learned_workdir)
     field_vars = field_from_config(lcfg).variables(lcfg.data.image_size, lcfg.data.image_size)
     scores = {'exact': (exact_score_fn, field_vars), 'learned': (builder, variables),
               'exact_capped': (capped_exact_builder(args.kappa), field_vars)}

@@ -66,6 +66,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     sampling.steps = config_dict.placeholder(int)  # set: overrides the iteration count
     sampling.save_raw = False
     sampling.progress_every = 0  # 0: about 50 updates per run
+    # a network config whose --workdir has no checkpoint: an error unless this is set
+    sampling.allow_random_init = False
 
     # --mode=eval: checkpoint steps s with begin_ckpt <= s <= end_ckpt (end_ckpt -1: no upper
     # bound; begin_ckpt -1: the newest stored step only); exact-score models have one

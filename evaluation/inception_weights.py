@@ -69,19 +69,27 @@ def file_sha256(path: str | os.PathLike) -> str:
 def state_dict_to_flat(state_dict: Mapping[str, object]) -> dict[str, np.ndarray]:
     """pytorch-fid state_dict (tensors or arrays) -> {'a/b/kernel': float32 array}.
 
-    Raises ValueError on keys it cannot place.
+    Raises ValueError (one line) on keys it cannot place (malformed or unknown) and on
+    entries that are not numeric tensors or arrays of the layout's ndim.
     """
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f'not a state_dict (got {type(state_dict).__name__})')
     flat: dict[str, np.ndarray] = {}
     unknown = []
     for key, value in state_dict.items():
-        arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, 'detach') else value)
+        if not isinstance(key, str):
+            raise ValueError(f'state_dict key {key!r} is not a str')
+        arr = _numeric_array(key, value)
         parts = key.split('.')
         if parts[-1] == 'num_batches_tracked':
             continue
-        if parts[:-1] == ['fc']:
+        if parts[:-1] == ['fc'] and parts[-1] in ('weight', 'bias'):
             name = 'fc/' + {'weight': 'kernel', 'bias': 'bias'}[parts[-1]]
             arr = arr.T if parts[-1] == 'weight' else arr
         elif len(parts) >= 3 and parts[-2] == 'conv' and parts[-1] == 'weight':
+            if arr.ndim != 4:
+                raise ValueError(f'state_dict entry {key} has shape {arr.shape}, not a 4-d '
+                                 'conv weight (O, I, kh, kw)')
             name = '/'.join(parts[:-2]) + '/kernel'
             arr = arr.transpose(2, 3, 1, 0)  # OIHW -> HWIO
         elif len(parts) >= 3 and parts[-2] == 'bn' and parts[-1] in _BN_RENAME:
@@ -94,6 +102,20 @@ def state_dict_to_flat(state_dict: Mapping[str, object]) -> dict[str, np.ndarray
         raise ValueError(f'unexpected keys in the Inception state_dict: {unknown[:5]}'
                          f'{" ..." if len(unknown) > 5 else ""}')
     return flat
+
+
+def _numeric_array(key: str, value: object) -> np.ndarray:
+    """A state_dict entry as a numeric numpy array; ValueError for anything else."""
+    try:
+        arr = value.detach().cpu().numpy() if hasattr(value, 'detach') else value
+    except Exception as err:  # sparse, quantized or meta tensors, ...
+        raise ValueError(f'state_dict entry {key} cannot be read as an array '
+                         f'({type(err).__name__})') from None
+    if not isinstance(arr, np.ndarray | np.generic) or arr.dtype.kind not in 'biuf':
+        what = (f'an array of dtype {arr.dtype}' if isinstance(arr, np.ndarray | np.generic)
+                else f'a {type(value).__name__}')
+        raise ValueError(f'state_dict entry {key} is {what}, not a numeric tensor')
+    return np.asarray(arr)
 
 
 def check_layout(flat: Mapping[str, np.ndarray], origin: str) -> None:
@@ -117,7 +139,14 @@ def load_torch_state_dict(source: str | os.PathLike) -> dict[str, object]:
     except ImportError as e:
         raise ImportError('converting the .pth weights needs torch, an optional extra: '
                           'pip install -r requirements-test.txt') from e
-    sd = torch.load(os.fspath(source), map_location='cpu', weights_only=True)
+    try:
+        sd = torch.load(os.fspath(source), map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        text = ' '.join(str(err).split())[:200]
+        raise ValueError(f'{source}: not a readable torch state_dict .pth '
+                         f'({type(err).__name__}: {text})') from None
     if not isinstance(sd, Mapping):
         raise ValueError(f'{source} does not hold a state_dict (got {type(sd).__name__})')
     return dict(sd)
@@ -152,33 +181,61 @@ def save_params(flat: Mapping[str, np.ndarray], out: str | os.PathLike) -> str:
     return digest
 
 
+def not_found_message(path: str | os.PathLike) -> str:
+    """What to do when the converted weights are absent (one line)."""
+    return (f'FID Inception weights not found at {path}: get {SOURCE_NAME} (pytorch-fid '
+            f"release 'fid_weights') and run `{convert_command(path)}`")
+
+
 def load_inception_params(path: str | os.PathLike, expected_sha256: str | None = None) -> dict:
     """Load the converted ``.npz`` into the nested params tree of ``FIDInceptionV3``.
 
     Raises FileNotFoundError (naming the file and the conversion command) if it is absent,
-    ValueError if the stored digest, ``expected_sha256`` or the key/shape layout disagree.
+    ValueError (one line) if it is unreadable (empty, truncated, corrupt, object arrays) or
+    the stored digest, ``expected_sha256`` or the key/shape layout disagree.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f'FID Inception weights not found at {path}: get {SOURCE_NAME} (pytorch-fid release '
-            f"'fid_weights') and run `{convert_command(path)}`")
-    with np.load(path) as data:
-        flat = {k: data[k] for k in data.files}
-    stored = str(flat.pop(DIGEST_KEY, ''))
+        raise FileNotFoundError(not_found_message(path))
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            flat = {k: data[k] for k in data.files}
+    except Exception as err:  # zipfile, zlib, numpy and the OS raise many types
+        text = ' '.join(f'{type(err).__name__}: {err}'.split())[:200]
+        raise ValueError(f'{path}: not a readable weights .npz ({text}); re-create it with '
+                         f'`{convert_command(path)}`') from None
+    return params_from_flat(flat, path, expected_sha256)
+
+
+def params_from_flat(flat: Mapping[str, np.ndarray], origin: str | os.PathLike,
+                     expected_sha256: str | None = None) -> dict:
+    """The params tree of a weights file's arrays (including ``DIGEST_KEY``), checked: the
+    stored digest matches the arrays (and ``expected_sha256``), every parameter is a finite
+    float array, and the keys and shapes are ``FIDInceptionV3``'s. ValueError naming
+    ``origin`` otherwise."""
+    flat = dict(flat)
+    stored = flat.pop(DIGEST_KEY, None)
     flat.pop(SOURCE_DIGEST_KEY, None)
-    if not stored:
-        raise ValueError(f'{path} has no {DIGEST_KEY} entry; re-create it with '
-                         f'`{convert_command(path)}`')
+    if stored is None or np.ndim(stored) or np.asarray(stored).dtype.kind != 'U':
+        raise ValueError(f'{origin} has no {DIGEST_KEY} entry; re-create it with '
+                         f'`{convert_command(origin)}`')
+    stored = str(stored)
+    for key, arr in flat.items():
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind != 'f':
+            raise ValueError(f'{origin}: parameter {key} is not a float array '
+                             f'({getattr(arr, "dtype", type(arr).__name__)})')
     actual = params_digest(flat)
     if actual != stored:
-        raise ValueError(f'{path}: checksum mismatch (stored {stored[:16]}..., contents '
+        raise ValueError(f'{origin}: checksum mismatch (stored {stored[:16]}..., contents '
                          f'{actual[:16]}...): the file is corrupt, re-run '
-                         f'`{convert_command(path)}`')
+                         f'`{convert_command(origin)}`')
     if expected_sha256 is not None and actual != expected_sha256:
-        raise ValueError(f'{path}: SHA-256 {actual[:16]}... differs from the expected '
+        raise ValueError(f'{origin}: SHA-256 {actual[:16]}... differs from the expected '
                          f'{expected_sha256[:16]}...')
-    check_layout(flat, str(path))
+    check_layout(flat, str(origin))
+    bad = next((k for k, a in flat.items() if not np.all(np.isfinite(a))), None)
+    if bad is not None:
+        raise ValueError(f'{origin}: parameter {bad} holds NaN or infinite values')
     return unflatten(flat)
 
 
@@ -193,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: {args.source} not found (download {SOURCE_NAME} from pytorch-fid\'s '
               "release 'fid_weights')", file=sys.stderr)
         return 2
-    digest = convert(args.source, args.out, verify_source=not args.no_verify_source)
+    try:
+        digest = convert(args.source, args.out, verify_source=not args.no_verify_source)
+    except (OSError, ValueError) as err:
+        print(f'error: {" ".join(str(err).split())}', file=sys.stderr)
+        return 2
     print(f'wrote {args.out} (params sha256 {digest})')
     return 0
 

@@ -106,22 +106,44 @@ def save_stats(path: str | os.PathLike, stats: FIDStats) -> None:
 
 
 def load_stats(path: str | os.PathLike) -> FIDStats:
-    """Read ours / pytorch-fid's (``mu``, ``sigma``) or score_sde's (``pool_3``) stats files."""
-    with np.load(path) as data:
-        keys = set(data.files)
+    """Read ours / pytorch-fid's (``mu``, ``sigma``) or score_sde's (``pool_3``) stats files.
+
+    Raises ValueError (one line, naming the file) on anything it cannot use: a missing,
+    empty, truncated or corrupt file, object arrays, wrong keys, shapes or dtypes,
+    non-finite values.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files
+                      if k in ('mu', 'sigma', 'num_images', 'resize', 'pool_3')}
+    except Exception as err:  # zipfile, zlib, numpy and the OS raise many types
+        text = ' '.join(f'{type(err).__name__}: {err}'.split())[:200]
+        raise ValueError(f'{path}: not a readable FID statistics .npz ({text})') from None
+    return stats_from_arrays(arrays, str(path))
+
+
+def stats_from_arrays(arrays: dict[str, np.ndarray], origin: str) -> FIDStats:
+    """FIDStats of a stats file's arrays (``load_stats``' formats); ValueError naming
+    ``origin`` when they are not (d,) / (d, d) finite numbers, or (N >= 2, d) features."""
+    keys = set(arrays)
+    try:
         if {'mu', 'sigma'} <= keys:
-            n = int(data['num_images']) if 'num_images' in keys else -1
-            stats = FIDStats(mu=np.asarray(data['mu'], np.float64),
-                             sigma=np.asarray(data['sigma'], np.float64),
+            n = int(arrays['num_images']) if 'num_images' in keys else -1
+            stats = FIDStats(mu=np.asarray(arrays['mu'], np.float64),
+                             sigma=np.asarray(arrays['sigma'], np.float64),
                              num_images=None if n < 0 else n,
-                             resize=str(data['resize']) if 'resize' in keys else 'unknown')
+                             resize=str(arrays['resize']) if 'resize' in keys else 'unknown')
         elif 'pool_3' in keys:
-            stats = stats_from_features(data['pool_3'],
+            stats = stats_from_features(arrays['pool_3'],
                                         resize='score_sde/TF-GAN (tf resize_bilinear)')
         else:
-            raise ValueError(f'{path}: not a FID statistics file (keys {sorted(keys)}; '
+            raise ValueError(f'{origin}: not a FID statistics file (keys {sorted(keys)}; '
                              "expected 'mu' and 'sigma', or score_sde's 'pool_3')")
-    _check_stats(stats, str(path))
+    except (TypeError, ValueError) as err:  # strings, arrays where a number belongs, ...
+        if str(err).startswith(origin):
+            raise
+        raise ValueError(f'{origin}: not a FID statistics file ({err})') from None
+    _check_stats(stats, origin)
     return stats
 
 
@@ -130,6 +152,8 @@ def _check_stats(stats: FIDStats, origin: str) -> None:
     if len(d) != 1 or stats.sigma.shape != (d[0], d[0]):
         raise ValueError(f'{origin}: mu {stats.mu.shape} and sigma {stats.sigma.shape} are '
                          'not (d,) and (d, d)')
+    if not (np.all(np.isfinite(stats.mu)) and np.all(np.isfinite(stats.sigma))):
+        raise ValueError(f'{origin}: mu or sigma holds NaN or infinite values')
 
 
 def _check_same_dim(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,

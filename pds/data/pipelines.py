@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from pds.runtime.errors import ConfigError
+from pds.storage import readers
 
 TFDS_DATASETS = ('CIFAR10', 'SVHN', 'CELEBA', 'LSUN')
 PREPARED_DATASETS = ('FFHQ', 'CelebAHQ')
@@ -201,28 +202,20 @@ class NpzSource(ArraySource):
             raise ConfigError(field, path, "an existing .npz (key 'images' or 'arr_0') or "
                               '.npy file of images (N, H, W, C)')
         self.size = size
-        try:
-            if path.endswith('.npy'):
-                arr = np.load(path, mmap_mode='r', allow_pickle=False)
-            else:
-                with np.load(path, allow_pickle=False) as z:
-                    key = next((k for k in ('images', 'arr_0') if k in z.files), None)
-                    if key is None:
-                        raise ConfigError(field, path, "an .npz with key 'images' or 'arr_0' "
-                                          f'(keys: {", ".join(z.files) or "none"})')
-                    arr = z[key]
-        except (ValueError, OSError) as err:
-            raise ConfigError(field, path, f'a readable .npz / .npy array ({err})') from None
+        _, arr = readers.read_image_array(
+            path, field, ('images', 'arr_0'), allow_float=True, ndims=(3, 4), mmap=True,
+            expected="an .npz (key 'images' or 'arr_0') or .npy file of images (N, H, W, C) "
+                     'or (N, H, W), uint8 in [0, 255] or float in [0, 1]')
         if arr.ndim == 3:
             arr = arr[..., None]
-        if arr.ndim != 4 or len(arr) == 0:
-            raise ConfigError(field, path, 'a non-empty image array (N, H, W, C) or (N, H, W),'
-                              f' got shape {arr.shape}')
         if arr.shape[3] != channels:
             raise ConfigError('data.num_channels', channels,
                               f'the channel count of {path} ({arr.shape[3]})')
         if np.issubdtype(arr.dtype, np.floating):
-            lo, hi = float(np.min(arr)), float(np.max(arr))
+            lo, hi = float(np.min(arr)), float(np.max(arr))  # NaN if any value is NaN
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ConfigError(field, path, 'float images in [0, 1], finite; the array '
+                                  'holds NaN or infinite values')
             if lo < -1e-6 or hi > 1 + 1e-6:
                 raise ConfigError(field, path, f'float images in [0, 1], got [{lo:g}, {hi:g}]')
         self.arr, self.path, self.field = arr, path, field
@@ -245,11 +238,6 @@ class NpzSource(ArraySource):
 # Folders of image files: one rule for every reader (data.dataset='folder', FFHQ / CelebAHQ
 # at data.path, --mode=stats --source, --mode=fid --source)
 
-_MODE_CHANNELS = {'1': 1, 'L': 1, 'I': 1, 'F': 1, 'I;16': 1, 'LA': 2, 'P': 3, 'RGB': 3,
-                  'YCbCr': 3, 'HSV': 3, 'LAB': 3, 'RGBA': 4, 'CMYK': 4}
-_CONVERT = {1: 'L', 2: 'LA', 3: 'RGB', 4: 'RGBA'}
-
-
 def list_images(path: str, field: str = 'data.path') -> list[str]:
     """The image files of a folder (:class:`ImageFolder`'s rule): every file under ``path``,
     recursively, whose name ends in one of ``IMAGE_EXTENSIONS`` (any case), sorted by path;
@@ -265,34 +253,15 @@ def list_images(path: str, field: str = 'data.path') -> list[str]:
 
 
 def image_channels(file: str, field: str = 'data.path') -> int:
-    """Channel count of an image file from its header (palette images count as RGB)."""
-    from PIL import Image
-
-    try:
-        with Image.open(file) as im:
-            mode = im.mode
-    except OSError as err:
-        raise ConfigError(field, file, f'a readable image file ({err})') from None
-    if mode.startswith('I;16'):
-        return 1
-    return _MODE_CHANNELS.get(mode, 3)
+    """Channel count of an image file from its header (palette images count as RGB); a
+    ConfigError if it is unreadable or over ``readers.MAX_IMAGE_PIXELS``."""
+    return readers.image_channels(file, field)
 
 
 def read_image(file: str, channels: int, field: str = 'data.path') -> np.ndarray:
-    """One image file as float32 (H, W, C) in [0, 1] (:class:`ImageFolder`'s decoding)."""
-    from PIL import Image
-
-    try:
-        with Image.open(file) as im:
-            if im.mode.startswith('I;16') or im.mode == 'I':
-                arr = np.asarray(im, np.float32) / 65535.0
-            elif im.mode == 'F':
-                arr = np.asarray(im, np.float32)
-            else:
-                arr = np.asarray(im.convert(_CONVERT[channels]), np.float32) / 255.0
-    except OSError as err:
-        raise ConfigError(field, file, f'a readable image file ({err})') from None
-    return arr[..., None] if arr.ndim == 2 else arr
+    """One image file as float32 (H, W, C) in [0, 1] (:class:`ImageFolder`'s decoding,
+    ``pds.storage.readers.read_image``)."""
+    return readers.read_image(file, field, channels)
 
 
 class ImageFolder:

@@ -15,12 +15,11 @@ Transform to gains (alpha > 1):
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 
 from pds.runtime.errors import ConfigError, check_choice
-from pds.storage import outputs
+from pds.storage import outputs, readers
 
 TRANSFORMS = ('normalized', 'legacy')
 
@@ -56,8 +55,26 @@ def frequency_gain(f: np.ndarray, alpha: float, transform: str = 'normalized') -
     check_transform(transform)
     f = np.asarray(f, np.float64)
     if transform == 'normalized':
-        f = f / np.max(f)
-    return (alpha / (f + alpha - 1.0)).astype(np.float32)
+        f = f / _positive_max(f, 'sampling.pds.freq_mask')
+    return _finite_gain(alpha / (f + alpha - 1.0), 'sampling.pds.freq_mask')
+
+
+def _positive_max(q: np.ndarray, field: str) -> float:
+    """max(q), the normalisation of the 'normalized' transform; ConfigError unless > 0."""
+    top = float(np.max(q))
+    if not top > 0:
+        raise ConfigError(field, f'a statistic with max {top:g}', 'a mask statistic with a '
+                          'positive maximum (the normalized transform divides by it)')
+    return top
+
+
+def _finite_gain(gain: np.ndarray, field: str) -> np.ndarray:
+    """The gain as float32; ConfigError unless every entry is finite and positive."""
+    gain = gain.astype(np.float32)
+    if not np.all(np.isfinite(gain) & (gain > 0)):
+        raise ConfigError(field, 'its gains', 'a mask statistic whose gains are finite and '
+                          'positive (this one has entries q <= 1 - alpha, or overflows)')
+    return gain
 
 
 def space_gain(s: np.ndarray, alpha: float, transform: str = 'normalized') -> np.ndarray:
@@ -69,25 +86,15 @@ def space_gain(s: np.ndarray, alpha: float, transform: str = 'normalized') -> np
         if np.any(s <= 0):
             raise ConfigError('sampling.pds.space_mask', 'legacy transform',
                               'a space statistic > 0 everywhere (the legacy gain is 1 / s)')
-        return (1.0 / s).astype(np.float32)
-    return (alpha / (s / np.max(s) + alpha - 1.0)).astype(np.float32)
+        return _finite_gain(1.0 / s, 'sampling.pds.space_mask')
+    s = s / _positive_max(s, 'sampling.pds.space_mask')
+    return _finite_gain(alpha / (s + alpha - 1.0), 'sampling.pds.space_mask')
 
 
 def load_mask(path: str, field: str, shape_chw: tuple[int, int, int]) -> np.ndarray:
-    """Read a reference mask ``.npy`` (C, H, W) and check it against the image shape."""
-    if not os.path.isfile(path):
-        raise ConfigError(field, path, 'an existing .npy file of shape (C, H, W), '
-                          "'' for gain 1, or 'stats'")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise ConfigError(field, path, f'a readable .npy array ({err})') from None
-    if arr.shape != tuple(shape_chw):
-        raise ConfigError(field, path, f'a mask of shape (C, H, W) = {tuple(shape_chw)} for '
-                          f'this image size, got {arr.shape}')
-    if not np.all(np.isfinite(arr)):
-        raise ConfigError(field, path, 'finite values only')
-    return arr.astype(np.float32)
+    """Read a reference mask ``.npy`` (C, H, W), numeric and finite, checked against the
+    image shape (``pds.storage.readers.read_mask``); float32."""
+    return readers.read_mask(path, field, shape_chw)
 
 
 def save_mask(path: str, stat: np.ndarray) -> None:

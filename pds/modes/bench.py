@@ -44,7 +44,7 @@ from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
 from pds.sampling.grid import sampling_schedule
 from pds.sampling.solver import solver_from_config
-from pds.storage import outputs
+from pds.storage import outputs, replace
 
 ESTIMATES = ('auto', 'population', 'sampled')
 COLUMNS = ('iterations', 'nfe', 'method', 'alpha', 'predictor_form', 'estimate',
@@ -136,7 +136,8 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     count_rounds(num, batch)
     bench_dir = os.path.join(workdir, 'bench')
     paths = {ext: os.path.join(bench_dir, f'quality.{ext}') for ext in ('csv', 'md', 'png')}
-    outputs.claim_outputs(list(paths.values()), overwrite)
+    replace.check_not_interrupted(workdir)
+    replace.claim(list(paths.values()), overwrite)
 
     say = print if distributed.is_main() else (lambda *a, **k: None)
     experiments = Experiments(config, workdir)
@@ -170,9 +171,10 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
             f' ({exact["frechet_distance"]:.4g} per mode; z {row["z"]:+.2f})', flush=True)
 
     if distributed.is_main():  # one report (every process holds the same summed moments)
-        outputs.write_text(paths['csv'], to_csv(rows + checked, floor))
-        outputs.write_text(paths['md'], to_markdown(rows, checked, floor, estimate, num))
-        plot(paths['png'], rows, checked, floor, config)
+        with replace.replacing(workdir, list(paths.values()), overwrite, tag=None):
+            outputs.write_text(paths['csv'], to_csv(rows + checked, floor))
+            outputs.write_text(paths['md'], to_markdown(rows, checked, floor, estimate, num))
+            plot(paths['png'], rows, checked, floor, config)
     return rows + checked
 
 

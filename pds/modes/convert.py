@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -91,8 +92,30 @@ def read_flax_checkpoint(path: str) -> tuple[dict[str, Any], int]:
     variables = {'params': params}
     model_state = state.get('model_state') or {}
     if isinstance(model_state, Mapping):
-        variables.update({k: v for k, v in model_state.items() if v})
+        variables.update({k: v for k, v in model_state.items()
+                          if not isinstance(v, Mapping) or v})
+    problem = _leaf_problem(variables, ())
+    if problem:
+        raise ConfigError(FIELD, path, f'a score_sde Flax checkpoint whose parameters are '
+                          f'numeric arrays under str names; {problem}')
     return variables, _step_of(state.get('step'))
+
+
+def _leaf_problem(tree: Any, path: tuple[str, ...]) -> str | None:
+    """The first key that is not a str or leaf that is not a numeric array, as a phrase."""
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            if not isinstance(key, str):
+                return f"{'/'.join(path) or 'the top level'} has the key {key!r}"
+            problem = _leaf_problem(value, (*path, key))
+            if problem:
+                return problem
+        return None
+    if isinstance(tree, np.ndarray | np.generic) and tree.dtype.kind in 'biuf':
+        return None
+    what = (f'an array of dtype {tree.dtype}' if isinstance(tree, np.ndarray | np.generic)
+            else f'a {type(tree).__name__}')
+    return f"{'/'.join(path)} is {what}"
 
 
 def _step_of(step: Any) -> int:
@@ -151,10 +174,25 @@ def _unsafe_global(err: BaseException) -> str:
     return 'unsupported global'
 
 
-def _to_numpy(tensor: Any) -> np.ndarray:
-    if tensor.is_floating_point():
-        tensor = tensor.float()
-    return tensor.detach().cpu().numpy()
+def _to_numpy(tensor: Any, name: str, path: str) -> np.ndarray:
+    """A numeric torch tensor as a numpy array (floats as float32); ConfigError for any
+    other entry."""
+    torch = _import_torch(path)
+    if not isinstance(tensor, torch.Tensor):
+        raise ConfigError(FIELD, path, 'a score_sde_pytorch checkpoint whose state dicts hold '
+                          f'tensors; {name} is a {type(tensor).__name__}')
+    try:
+        if tensor.is_complex():
+            raise TypeError(f'complex dtype {tensor.dtype}')
+        if tensor.is_floating_point():
+            tensor = tensor.float()
+        return tensor.detach().cpu().numpy()
+    except Exception as err:  # sparse, quantized, meta or complex tensors
+        raise ConfigError(FIELD, path, 'a score_sde_pytorch checkpoint of dense real tensors; '
+                          f'{name} cannot be read ({_first_line(err)})') from None
+
+
+_MODEL_KEY = re.compile(r'all_modules\.\d+(\.[^.]+)+')
 
 
 def read_torch_checkpoint(path: str) -> tuple[dict[str, np.ndarray], int]:
@@ -173,9 +211,17 @@ def read_torch_checkpoint(path: str) -> tuple[dict[str, np.ndarray], int]:
     if not isinstance(shadow, list | tuple):
         raise ConfigError(FIELD, path, "a score_sde_pytorch checkpoint with an 'ema' state "
                           "(shadow_params); the file has none")
-    model = ((_strip_module(str(k)), v) for k, v in ckpt['model'].items())
-    state = {k: _to_numpy(v) for k, v in model if k.startswith('all_modules.')}
-    _apply_shadow(state, [_to_numpy(s) for s in shadow], path)
+    state = {}
+    for raw_key, value in ckpt['model'].items():
+        key = _strip_module(str(raw_key))
+        if not key.startswith('all_modules.'):
+            continue  # buffers such as the 'sigmas' ladder
+        if not _MODEL_KEY.fullmatch(key):
+            raise ConfigError(FIELD, path, "a score_sde_pytorch checkpoint whose 'model' keys "
+                              f"read 'all_modules.<i>.<sub>.<param>'; it has {str(raw_key)!r}")
+        state[key] = _to_numpy(value, f'model[{key!r}]', path)
+    _apply_shadow(state, [_to_numpy(s, f'ema shadow_params[{i}]', path)
+                          for i, s in enumerate(shadow)], path)
     return state, _step_of(ckpt.get('step'))
 
 
@@ -316,12 +362,13 @@ def _cast_like(found: Any, expected: Any) -> Any:
 def read_source(path: str, config) -> tuple[dict[str, Any], int, str]:
     """(variables checked against ``config``, step, format name) of a checkpoint file."""
     fmt = detect_format(path)
-    expected = ordered_abstract_variables(config)
-    if fmt == 'flax':
+    if fmt == 'flax':  # the file first: a damaged one fails before the network is built
         variables, step = read_flax_checkpoint(path)
+        expected = ordered_abstract_variables(config)
         sampling_checkpoints.check_variables(variables, expected, FIELD, path)
         return _cast_like(variables, expected), step, 'score_sde flax msgpack'
     state, step = read_torch_checkpoint(path)
+    expected = ordered_abstract_variables(config)
     return torch_to_flax(state, expected, path), step, 'score_sde_pytorch .pth (ema)'
 
 

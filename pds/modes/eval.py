@@ -26,8 +26,10 @@ rename; a file is whole or absent)::
 Resuming: a restarted eval keeps the round files whose fingerprint matches the current
 settings and samples only the missing rounds, so a killed run loses at most the round in
 flight and never duplicates one; a round written with other settings is a ConfigError (pass
-``--overwrite`` to start over). A checkpoint whose report of the same settings exists is
-skipped unless ``--overwrite`` (a report of other settings is a ConfigError). Host memory:
+``--overwrite`` to start over); a damaged round file (unreadable, truncated, wrong keys or
+shapes) is reported with a warning, removed and sampled again. A checkpoint whose report of
+the same settings exists is skipped unless ``--overwrite`` (a report of other settings is a
+ConfigError; a damaged one is reported, removed with its ``.npz`` and computed again). Host memory:
 one round of samples at a time, plus 2048 + 1008 floats of features per sample for the
 report. With several processes every process computes the Inception features of its own rows
 and writes its own round files; the processes agree on the rounds still to draw, process 0
@@ -65,7 +67,7 @@ from pds.runtime.errors import ConfigError
 from pds.runtime.mesh import check_batch, data_mesh
 from pds.sampling.sampler import to_uint8
 from pds.sampling.solver import Solver, solver_from_config
-from pds.storage import outputs
+from pds.storage import outputs, readers, replace
 
 EXACT = 'exact'
 _UNHASHED_SAMPLING = ('progress_every', 'save_raw')  # do not change the samples
@@ -148,32 +150,43 @@ def local_batch(batch: int) -> int:
 
 
 def finished_rounds(round_dir: str, rounds: int, batch: int, fp: str) -> set[int]:
-    """Rounds k < rounds on disk with this fingerprint for every process (ConfigError on
-    files of other settings)."""
+    """Rounds k < rounds on disk with this fingerprint for every process.
+
+    A round file of other settings (readable, another fingerprint) is a ConfigError; a
+    damaged one (unreadable, truncated, missing keys, wrong shapes or rows, non-finite
+    features) is reported with a warning naming it and removed: its round is sampled again.
+    """
     done = np.zeros(rounds, bool)
+    rows = local_batch(batch)
     for k in range(rounds):
         path = round_path(round_dir, k)
         if not os.path.exists(path):
             continue
-        with np.load(path) as data:
-            ok = ('fingerprint' in data.files and 'nfe' in data.files
-                  and str(data['fingerprint']) == fp
-                  and data['pool_3'].shape[0] == local_batch(batch))
-        if not ok:
+        try:
+            data = readers.read_round_file(path)
+        except ConfigError as err:
+            _discard_round(path, k, err.allowed)
+            continue
+        if data['fingerprint'] != fp:
             raise ConfigError('--workdir', os.path.dirname(round_dir),
                               f'eval rounds of the current settings ({path} was written with '
                               'other sampler, model, seed or batch settings; pass --overwrite '
                               'to discard them)')
+        if len(data['pool_3']) != rows or data['round'] != k:
+            _discard_round(path, k, f"it holds round {data['round']} with "
+                           f"{len(data['pool_3'])} rows, not round {k} with {rows}")
+            continue
         done[k] = True
     everywhere = distributed.gather(done).all(axis=0)  # a round is done when all its parts are
     return {int(k) for k in np.flatnonzero(everywhere)}
 
 
-def _remove_outputs(round_dir: str, report_json: str, report_npz: str) -> None:
-    """Discard a checkpoint's outputs: the report (the completion marker) first."""
-    for path in (report_json, report_npz, *glob.glob(os.path.join(round_dir, 'round_*.npz'))):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+def _discard_round(path: str, k: int, reason: str) -> None:
+    """Warn about a damaged round file and remove it (its round is then sampled again)."""
+    logging.warning('eval: round file %s is damaged (%s); removing it, round %d is sampled '
+                    'again', path, reason, k)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
 
 
 def _remove_temporaries(round_dir: str) -> None:
@@ -228,9 +241,16 @@ def load_round_features(round_dir: str, rounds: int
     example order (each process reads its own files; no samples are read or gathered)."""
     parts: dict[str, list[np.ndarray]] = {'index': [], 'pool_3': [], 'logits': [], 'nfe': []}
     for k in range(rounds):
-        with np.load(round_path(round_dir, k)) as data:
-            for key, chunks in parts.items():
-                chunks.append(data[key])
+        path = round_path(round_dir, k)
+        try:
+            data = readers.read_round_file(path, keys=tuple(parts))
+        except ConfigError as err:  # damaged since it was checked or written: resample it
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            raise ConfigError(err.field, err.value, f'{err.allowed}; the file was removed: run '
+                              'the same command again to sample its round anew') from None
+        for key, chunks in parts.items():
+            chunks.append(data[key])
     mine = {key: np.concatenate(chunks) for key, chunks in parts.items()}
     every = {key: np.concatenate(list(v)) for key, v in distributed.gather(mine).items()}
     order = np.argsort(every['index'], kind='stable')
@@ -239,21 +259,35 @@ def load_round_features(round_dir: str, rounds: int
     return every['pool_3'][order], every['logits'][order], every['nfe'][order]
 
 
+def checkpoint_outputs(workdir: str, name: str) -> tuple[str, str, str]:
+    """(round folder, report .json, report .npz) of checkpoint ``name``."""
+    eval_dir = os.path.join(workdir, 'eval')
+    return (os.path.join(eval_dir, name), os.path.join(eval_dir, f'report_{name}.json'),
+            os.path.join(eval_dir, f'report_{name}.npz'))
+
+
 def evaluate_checkpoint(ctx: EvalContext, name: str, overwrite: bool) -> dict:
-    """Sample the missing rounds of ``name``, then write and return its report."""
+    """Sample the missing rounds of ``name``, then write and return its report. With
+    ``overwrite`` its earlier rounds and report are set aside, and come back unchanged if
+    this evaluation fails (:mod:`pds.storage.replace`)."""
+    if not overwrite:
+        return _evaluate_checkpoint(ctx, name)
+    paths = list(checkpoint_outputs(ctx.workdir, name))
+    with replace.replacing(ctx.workdir, paths, True, tag=f'eval:{name}'):
+        return _evaluate_checkpoint(ctx, name)
+
+
+def _evaluate_checkpoint(ctx: EvalContext, name: str) -> dict:
     t_start = time.perf_counter()
-    eval_dir = os.path.join(ctx.workdir, 'eval')
-    round_dir = os.path.join(eval_dir, name)
-    report_json = os.path.join(eval_dir, f'report_{name}.json')
-    report_npz = os.path.join(eval_dir, f'report_{name}.npz')
-    if overwrite:
-        _remove_outputs(round_dir, report_json, report_npz)
+    round_dir, report_json, report_npz = checkpoint_outputs(ctx.workdir, name)
     os.makedirs(round_dir, exist_ok=True)
     _remove_temporaries(round_dir)
     distributed.barrier(f'eval:{name}:cleared')
     fp = fingerprint(ctx.config, name, ctx.weights_digest)
     if os.path.exists(report_json):
-        return _existing_report(ctx, report_json, fp)
+        report = _existing_report(ctx, report_json, report_npz, fp)
+        if report is not None:
+            return report
     done = finished_rounds(round_dir, ctx.rounds, ctx.batch_size, fp)
     todo = [k for k in range(ctx.rounds) if k not in done]
     if done:
@@ -278,16 +312,26 @@ def evaluate_checkpoint(ctx: EvalContext, name: str, overwrite: bool) -> dict:
     return report
 
 
-def _existing_report(ctx: EvalContext, path: str, fp: str) -> dict:
-    """A finished report of the same settings is kept; any other is a ConfigError."""
-    with open(path) as f:
-        report = json.load(f)
+def _existing_report(ctx: EvalContext, path: str, npz_path: str, fp: str) -> dict | None:
+    """A finished report of the same settings is kept; a readable one of other settings is a
+    ConfigError; a damaged one (unreadable, truncated, not a JSON object) is reported with a
+    warning, removed with its statistics ``npz_path``, and None is returned (recompute)."""
+    try:
+        report = readers.read_eval_report(path)
+    except ConfigError as err:
+        logging.warning('eval: report %s is damaged (%s); removing it and %s, the report is '
+                        'computed again', path, err.allowed, npz_path)
+        if distributed.is_main():
+            for stale in (path, npz_path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(stale)
+        return None
     if report.get('fingerprint') != fp or report.get('num_samples') != ctx.num_samples:
         raise ConfigError('--workdir', ctx.workdir,
                           f'a directory without an eval report of other settings ({path} '
                           'exists; pass --overwrite to replace it)')
     logging.info('eval %s: %s exists, skipped (--overwrite recomputes it)',
-                 report['checkpoint'], path)
+                 report.get('checkpoint'), path)
     return report
 
 
@@ -313,12 +357,13 @@ def run(config, workdir: str, overwrite: bool = False) -> dict[str, dict]:
     """Evaluate every selected checkpoint; returns {ckpt: report}. Input errors (rounds,
     weights, reference statistics, checkpoints) are raised before any sampling."""
     outputs.prepare_workdir(workdir)
+    replace.check_not_interrupted(workdir)
     num, batch = check_rounds(config.eval.num_samples, config.eval.batch_size)
     check_batch('eval.batch_size', batch, data_mesh())
     features.check_eval_fields(config)
     names = checkpoint_names(config, workdir)
+    ref = features.load_reference(config.eval.ref_stats)  # the cheaper check first
     params, digest = features.inception_params(config)
-    ref = features.load_reference(config.eval.ref_stats)
     exp = experiment_from_config(config, workdir)
     solver = solver_from_config(config, exp.sde)
     ctx = EvalContext(config, workdir, exp, solver, params, digest, ref, num, batch)

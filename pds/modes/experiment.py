@@ -26,6 +26,7 @@ class Experiment:
     precond: Preconditioner
     field: Any = None  # the exact GaussianField, when the data distribution is one
     mixture: Any = None  # the exact GaussianMixtureField, when the data distribution is one
+    checkpoint: dict | None = None  # network variables: {'path', 'step', 'source'}
 
 
 def image_shape(config) -> tuple[int, int, int]:
@@ -63,7 +64,8 @@ def preconditioner_from_config(config) -> Preconditioner:
 
 
 def score_model_from_config(config, workdir: str | None = None):
-    """(score_builder, variables, field) for ``config.model.name``."""
+    """(score_builder, variables, field, checkpoint) for ``config.model.name``; checkpoint
+    (None for exact scores) is where a network's variables came from."""
     shape = image_shape(config)
     if config.model.name == 'gaussian_field':
         from pds.analytic.gaussian_field import exact_score_fn, field_from_config
@@ -72,29 +74,29 @@ def score_model_from_config(config, workdir: str | None = None):
         if field.num_channels != shape[2]:
             raise ConfigError('model.field_mean', config.model.field_mean,
                               f'one mean per channel (data.num_channels={shape[2]})')
-        return exact_score_fn, field.variables(shape[0], shape[1]), field
+        return exact_score_fn, field.variables(shape[0], shape[1]), field, None
     if config.model.name == 'gaussian_mixture':  # exact score; the mixture: experiment_mixture
         from pds.analytic.mixture import mixture_score_fn
 
         mixture = experiment_mixture(config)
-        return mixture_score_fn, mixture.variables(shape[0], shape[1]), None
+        return mixture_score_fn, mixture.variables(shape[0], shape[1]), None, None
     from pds.modes.network_model import network_score_model
 
-    builder, variables = network_score_model(config, workdir)
+    builder, variables, checkpoint = network_score_model(config, workdir)
     field = None
     if config.data.dataset == 'gaussian_field':  # a network trained on the field: exact FD
         from pds.analytic.gaussian_field import field_from_config
 
         field = field_from_config(config)
-    return builder, variables, field
+    return builder, variables, field, checkpoint
 
 
 def experiment_from_config(config, workdir: str | None = None) -> Experiment:
     sde, grid = sampling_schedule(config)
     precond = preconditioner_from_config(config)
-    builder, variables, field = score_model_from_config(config, workdir)
+    builder, variables, field, checkpoint = score_model_from_config(config, workdir)
     return Experiment(sde, grid, image_shape(config), builder, variables, precond, field,
-                      experiment_mixture(config))
+                      experiment_mixture(config), checkpoint)
 
 
 def experiment_mixture(config):

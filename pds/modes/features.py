@@ -22,14 +22,13 @@ samples than dimensions via an equivalent N x N problem, see ``fid_to_reference`
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from evaluation import metrics
 from evaluation.inception import POOL_DIM, RESIZE_POLICY
-from evaluation.inception_weights import DIGEST_KEY, load_inception_params
-from pds.runtime.errors import ConfigError, positive_int
+from pds.runtime.errors import positive_int
+from pds.storage import readers
 
 FEATURE_KEYS = ('features', 'pool_3')  # raw reference features: ours, score_sde's
 
@@ -54,41 +53,19 @@ def check_eval_fields(config) -> None:
 
 
 def inception_params(config) -> tuple[dict, str]:
-    """(params tree, params SHA-256) of ``eval.inception_weights``."""
-    path = config.eval.inception_weights
-    if not isinstance(path, str) or not path:
-        raise ConfigError('eval.inception_weights', path, 'a path to the converted FID '
-                          'Inception weights (.npz)')
-    try:
-        params = load_inception_params(path)
-    except (FileNotFoundError, ValueError) as err:
-        raise ConfigError('eval.inception_weights', path, str(err)) from None
-    with np.load(path) as data:
-        digest = str(data[DIGEST_KEY])
-    return params, digest
+    """(params tree, params SHA-256) of ``eval.inception_weights``; a ConfigError naming the
+    field when the file is absent, unreadable or not the FID Inception's
+    (``pds.storage.readers.read_inception_weights``)."""
+    return readers.read_inception_weights(config.eval.inception_weights,
+                                          'eval.inception_weights')
 
 
 def load_reference(path: str) -> Reference | None:
-    """The reference of ``eval.ref_stats`` (None for ''), checked to be 2048-d pool_3."""
+    """The reference of ``eval.ref_stats`` (None for ''), checked to be finite 2048-d
+    pool_3 statistics (``pds.storage.readers.read_fid_stats``)."""
     if not path:
         return None
-    if not os.path.isfile(path):
-        raise ConfigError('eval.ref_stats', path, 'an existing reference statistics .npz '
-                          "(--mode=stats writes one), or '' to skip FID and KID")
-    try:
-        stats = metrics.load_stats(path)
-        with np.load(path) as data:
-            key = next((k for k in FEATURE_KEYS if k in data.files), None)
-            feats = None if key is None else np.asarray(data[key], np.float32)
-    except (OSError, ValueError) as err:
-        raise ConfigError('eval.ref_stats', path, f'a FID statistics file ({err})') from None
-    if stats.dim != POOL_DIM:
-        raise ConfigError('eval.ref_stats', path,
-                          f'statistics of {POOL_DIM}-d pool_3 features (mismatched dimensions: '
-                          f'the file has mu {stats.mu.shape}, sigma {stats.sigma.shape})')
-    if feats is not None and (feats.ndim != 2 or feats.shape[1] != POOL_DIM):
-        raise ConfigError('eval.ref_stats', path, f'raw features of shape (N, {POOL_DIM}) '
-                          f'(mismatched dimensions: {key} has shape {feats.shape})')
+    stats, feats = readers.read_fid_stats(path, 'eval.ref_stats', POOL_DIM)
     return Reference(path, stats, feats)
 
 

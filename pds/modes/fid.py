@@ -32,7 +32,7 @@ import numpy as np
 from pds.data.pipelines import ImageFolder
 from pds.modes import features
 from pds.runtime.errors import ConfigError
-from pds.storage import outputs
+from pds.storage import outputs, readers, replace
 
 NPZ_KEYS = ('samples', 'arr_0')
 
@@ -83,19 +83,10 @@ def _folder_source(path: str) -> ImageSource:
 
 
 def _npz_source(path: str) -> ImageSource:
-    try:
-        with np.load(path) as data:
-            names = sorted(data.files)
-            key = next((k for k in NPZ_KEYS if k in names), None)
-            arr = None if key is None else data[key]
-    except (OSError, ValueError) as err:
-        raise ConfigError('--source', path, f'a readable .npz ({err})') from None
-    if arr is None:
-        raise ConfigError('--source', path, f"an .npz with key 'samples' or 'arr_0' (it has "
-                          f'{names})')
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3) or not len(arr):
-        raise ConfigError('--source', path, f"uint8 NHWC images (N >= 1, C = 1 or 3) in "
-                          f"'{key}' (found {arr.dtype} {arr.shape})")
+    _, arr = readers.read_image_array(
+        path, '--source', NPZ_KEYS, allow_float=False, channels=(1, 3), allow_npy=False,
+        expected="an .npz with key 'samples' or 'arr_0' of uint8 NHWC images (N >= 1, "
+                 'C = 1 or 3)')
     return ImageSource(path, 'npz', tuple(arr.shape[1:]), array=arr)
 
 
@@ -129,15 +120,16 @@ def run(config, workdir: str, overwrite: bool = False, source: str | None = None
     t0 = time.perf_counter()
     outputs.prepare_workdir(workdir)
     report_path = os.path.join(workdir, 'fid_report.json')
-    outputs.claim_outputs([report_path], overwrite)
+    replace.check_not_interrupted(workdir)
+    replace.claim([report_path], overwrite)  # written once, whole, at the end
     features.check_eval_fields(config)
     src = open_source(source)
     if not config.eval.ref_stats:
         raise ConfigError('eval.ref_stats', config.eval.ref_stats,
                           'a reference statistics .npz to score against (--mode=stats '
                           'writes one)')
+    ref = features.load_reference(config.eval.ref_stats)  # the cheaper check first
     params, digest = features.inception_params(config)
-    ref = features.load_reference(config.eval.ref_stats)
     pool3, logits = source_features(params, src, int(config.eval.inception_batch_size))
     report = {'source': os.path.abspath(src.path), 'source_kind': src.kind,
               'image_shape': list(src.shape),

@@ -25,18 +25,20 @@ from collections.abc import Callable, Collection
 
 import jax
 import numpy as np
+from absl import logging
 
 from pds.analytic.fd import FourierMoments, noise_floor
 from pds.modes.experiment import Experiment, experiment_from_config
 from pds.runtime import distributed
-from pds.runtime.errors import ConfigError
-from pds.runtime.mesh import data_mesh, replicate, replicated
+from pds.runtime.errors import ConfigError, RunError
+from pds.runtime.mesh import check_batch, data_mesh, replicate, replicated
 from pds.runtime.progress import IterationBar, round_bar
 from pds.sampling.sampler import Sampler, build_sampler, to_uint8
 from pds.sampling.solver import Solver, solver_from_config
-from pds.storage import outputs
+from pds.storage import outputs, readers, replace
 
 GRID_IMAGES = 64
+CLIP_WARNING = 0.05  # warn when more of the sample values than this leave the data range
 
 
 @dataclasses.dataclass
@@ -48,6 +50,7 @@ class RunResult:
     sampling_seconds: float
     num_samples: int
     moments: FourierMoments | None  # summed over every process's rows
+    clipped_fraction: float = 0.0  # of sample values outside the data range (clipped in uint8)
 
 
 @dataclasses.dataclass
@@ -100,20 +103,27 @@ def sample_rounds(exp: Experiment, solver: Solver, config, num_samples: int,
         h, w, c = exp.image_shape
         moments = FourierMoments(np.asarray(exp.field.mean), 0, np.zeros((h, w, c), complex),
                                  np.zeros((h, w, c)))
-    nfe_sum, nfe_max, nfe_min = 0, 0, np.iinfo(np.int64).max
+    counts = {'nfe_sum': 0, 'nfe_max': 0, 'nfe_min': np.iinfo(np.int64).max, 'clipped': 0,
+              'values': 0}
+    low = -1.0 if config.data.centered else 0.0
     t0 = time.perf_counter()
     with round_bar(len(todo), desc, enabled=main) as rbar:
         for k in todo:
             bar.reset()
-            array, nfe = sampler.run(variables, precond, config.seed, k * batch_size)
-            index, rows = distributed.local_rows(array)
+            out = sampler.run(variables, precond, config.seed, k * batch_size)
+            index, rows = distributed.local_rows(out.x)
             index = index + k * batch_size
             keep = index < num_samples
-            r = Round(k, index[keep], rows[keep], array,
+            r = Round(k, index[keep], rows[keep], out.x,
                       min(batch_size, num_samples - k * batch_size),
-                      distributed.local_rows(nfe)[1][keep])
-            nfe_sum, nfe_max = nfe_sum + int(r.nfe.sum()), max([nfe_max, *r.nfe.tolist()])
-            nfe_min = min([nfe_min, *r.nfe.tolist()])
+                      distributed.local_rows(out.nfe)[1][keep])
+            check_finite_round(k, r.index, distributed.local_rows(out.nonfinite_at)[1][keep],
+                               exp, solver, config)
+            counts['nfe_sum'] += int(r.nfe.sum())
+            counts['nfe_max'] = max([counts['nfe_max'], *r.nfe.tolist()])
+            counts['nfe_min'] = min([counts['nfe_min'], *r.nfe.tolist()])
+            counts['clipped'] += int(np.count_nonzero((r.rows < low) | (r.rows > 1.0)))
+            counts['values'] += r.rows.size
             if moments is not None and len(r.rows):
                 moments.update(r.rows)
             if on_round is not None:
@@ -122,11 +132,52 @@ def sample_rounds(exp: Experiment, solver: Solver, config, num_samples: int,
     if own:
         bar.close()
     seconds = time.perf_counter() - t0
-    nfe_sum, nfe_max, nfe_min, rows = _nfe_over_processes(nfe_sum, nfe_max, nfe_min,
-                                                          num_rows(num_samples, batch_size, todo))
-    nfe = nfe_max if nfe_min == nfe_max else nfe_sum / max(rows, 1)
+    counts = _counts_over_processes(counts)
+    rows = num_rows(num_samples, batch_size, todo)
+    nfe_max = counts['nfe_max']
+    nfe = nfe_max if counts['nfe_min'] == nfe_max else counts['nfe_sum'] / max(rows, 1)
+    clipped = counts['clipped'] / max(counts['values'], 1)
+    if clipped > CLIP_WARNING and main:
+        logging.warning('%.1f%% of the sample values lie outside the data range [%g, 1] and are '
+                        'clipped in the uint8 images: the sampler may have diverged (%s)',
+                        100 * clipped, low, describe_sampler(exp, solver, config))
     return RunResult(nfe, nfe_max, exp.grid.num_steps, compile_s, seconds, num_samples,
-                     _sum_over_processes(moments))
+                     _sum_over_processes(moments), clipped)
+
+
+def describe_sampler(exp: Experiment, solver: Solver, config) -> str:
+    """The sampler settings on one line, for messages."""
+    summary = sampler_summary(config, exp, solver)
+    return ', '.join(f'{k}={v}' for k, v in sorted(summary.items()))
+
+
+def check_finite_round(k: int, index: np.ndarray, nonfinite_at: np.ndarray, exp: Experiment,
+                       solver: Solver, config) -> None:
+    """RunError naming round k, the first example and iteration whose state became
+    non-finite (over every process; a collective in multi-process jobs)."""
+    bad = nonfinite_at >= 0
+    first = (np.array([nonfinite_at[bad].min(), index[bad][np.argmin(nonfinite_at[bad])]])
+             if bad.any() else np.array([-1, -1]))
+    every = distributed.gather(first.astype(np.int64))
+    hit = every[every[:, 0] >= 0]
+    if len(hit):
+        it, example = hit[np.argmin(hit[:, 0])]
+        raise RunError(f'non-finite samples in round {k}: example {example} became NaN or '
+                       f'infinite at iteration {it} of {exp.grid.num_steps}; nothing of this '
+                       f'round was written (sampler: {describe_sampler(exp, solver, config)})')
+
+
+def num_rows(num_samples: int, batch_size: int, rounds: Collection[int]) -> int:
+    return sum(min(batch_size, num_samples - k * batch_size) for k in rounds)
+
+
+def _counts_over_processes(counts: dict[str, int]) -> dict[str, int]:
+    if jax.process_count() == 1:
+        return counts
+    parts = distributed.gather({k: np.int64(v) for k, v in counts.items()})
+    out = {k: int(v.sum()) for k, v in parts.items()}
+    out['nfe_max'], out['nfe_min'] = int(parts['nfe_max'].max()), int(parts['nfe_min'].min())
+    return out
 
 
 def nfe_fields(nfe: np.ndarray) -> dict:
@@ -136,19 +187,6 @@ def nfe_fields(nfe: np.ndarray) -> dict:
     if nfe.min() == nfe.max():
         return {'nfe': int(nfe.max())}
     return {'nfe': float(nfe.mean()), 'nfe_max': int(nfe.max())}
-
-
-def num_rows(num_samples: int, batch_size: int, rounds: Collection[int]) -> int:
-    return sum(min(batch_size, num_samples - k * batch_size) for k in rounds)
-
-
-def _nfe_over_processes(total: int, most: int, least: int, rows: int
-                        ) -> tuple[int, int, int, int]:
-    if jax.process_count() == 1:
-        return total, most, least, rows
-    parts = distributed.gather({'s': np.int64(total), 'max': np.int64(most),
-                                'min': np.int64(least)})
-    return (int(parts['s'].sum()), int(parts['max'].max()), int(parts['min'].min()), rows)
 
 
 @dataclasses.dataclass
@@ -183,12 +221,13 @@ def _sum_over_processes(m: FourierMoments | None) -> FourierMoments | None:
 
 def load_samples(workdir: str, key: str = 'samples') -> tuple[np.ndarray, np.ndarray]:
     """(global indices, arrays ``key``) of a sample run's files, in global order; a
-    ValueError if indices repeat or leave gaps."""
+    ValueError if indices repeat or leave gaps, a ConfigError (a ValueError naming
+    ``--workdir`` and the file) if a file is unreadable or damaged."""
     index, rows = [], []
     for path in sorted(glob.glob(os.path.join(workdir, 'samples', 'samples_*.npz'))):
-        with np.load(path) as data:
-            index.append(data['index'])
-            rows.append(data[key])
+        part_index, part_rows = readers.read_sample_file(path, key)
+        index.append(part_index)
+        rows.append(part_rows)
     if not index:
         raise ValueError(f'no sample files in {workdir}/samples')
     index, rows = np.concatenate(index), np.concatenate(rows)
@@ -210,28 +249,27 @@ def sampler_summary(config, exp: Experiment, solver: Solver) -> dict:
     return out
 
 
-def _claim(sample_dir: str, metrics_path: str, grid_path: str, overwrite: bool) -> None:
-    """Refuse earlier outputs (of any process layout) unless ``overwrite``; process 0 then
-    removes them, the completion marker first."""
-    earlier = sorted(glob.glob(os.path.join(sample_dir, 'samples_*.npz')))
-    outputs.claim_outputs([metrics_path, grid_path, *earlier], overwrite)
-    if overwrite and distributed.is_main():
-        for path in [metrics_path, grid_path, *earlier]:
-            if os.path.exists(path):
-                os.remove(path)
-    distributed.barrier('sample:claimed')
-
-
 def run(config, workdir: str, overwrite: bool = False) -> dict:
+    """Sample, write the files, return the metrics (process 0; {} elsewhere). Everything is
+    built and checked before the outputs are claimed; with ``overwrite`` an earlier run's
+    files are set aside and come back unchanged if this run fails (:mod:`pds.storage.replace`).
+    """
     outputs.prepare_workdir(workdir)
     exp = experiment_from_config(config, workdir)
     solver = solver_from_config(config, exp.sde)
+    count_rounds(config.eval.num_samples, config.eval.batch_size)
+    check_batch('eval.batch_size', config.eval.batch_size, data_mesh())
+    claimed = [os.path.join(workdir, 'metrics.json'), os.path.join(workdir, 'samples')]
+    with replace.replacing(workdir, claimed, overwrite, 'sample'):
+        return _sample_and_write(config, exp, solver, workdir)
+
+
+def _sample_and_write(config, exp: Experiment, solver: Solver, workdir: str) -> dict:
     num, batch = config.eval.num_samples, config.eval.batch_size
     rounds = count_rounds(num, batch)
     sample_dir = os.path.join(workdir, 'samples')
     metrics_path = os.path.join(workdir, 'metrics.json')
     grid_path = os.path.join(sample_dir, 'grid.png')
-    _claim(sample_dir, metrics_path, grid_path, overwrite)
     shown: list[np.ndarray] = []
     mixed: list[np.ndarray] = []  # the raw rows, for the mixture report
 
@@ -262,7 +300,10 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
         'sampling_seconds': round(res.sampling_seconds, 3),
         'seconds_per_iteration': round(res.sampling_seconds / (rounds * res.iterations), 6),
         'sampler': sampler_summary(config, exp, solver), 'seed': config.seed,
+        'clipped_fraction': round(res.clipped_fraction, 6),
     }
+    if exp.checkpoint is not None:
+        metrics['checkpoint'] = exp.checkpoint
     if res.nfe != res.nfe_max:  # adaptive solvers: the mean above, the largest here
         metrics['nfe_max'] = res.nfe_max
     if res.moments is not None:

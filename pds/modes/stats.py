@@ -18,6 +18,10 @@ writes into ``<workdir>/stats/``:
   ``evaluation.metrics.load_stats`` and as ``eval.ref_stats``; otherwise skipped with a note;
 - ``summary.json`` last (its presence marks a complete run).
 
+Each file appears whole or not at all (:mod:`pds.storage.outputs`). A workdir with
+``summary.json`` holds a complete earlier run, replaced only with ``--overwrite``; files
+without it are what a killed run left, and the next run replaces them without being told.
+
 In a multi-process job every process loads the n images, each computes the Inception features
 of its share, and process 0 gathers them and writes every file.
 
@@ -36,7 +40,7 @@ from pds.data.pipelines import load_images
 from pds.method import masks
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError, positive_int
-from pds.storage import outputs
+from pds.storage import outputs, replace
 
 STATS_DIR = 'stats'
 FILES = ('freq_mask.npy', 'space_mask.npy', 'spectrum.npz', 'fid_stats.npz', 'summary.json')
@@ -107,16 +111,28 @@ def run(config, workdir: str, overwrite: bool = False, source: str | None = None
     outputs.prepare_workdir(workdir)
     out_dir = os.path.join(workdir, STATS_DIR)
     paths = {name: os.path.join(out_dir, name) for name in FILES}
-    outputs.claim_outputs(list(paths.values()), overwrite)
+    replace.check_not_interrupted(workdir)
+    if os.path.exists(paths['summary.json']):  # a complete earlier run
+        replace.claim(list(paths.values()), overwrite)
+    else:
+        left = [name for name, path in paths.items() if os.path.exists(path)]
+        if left:
+            logging.warning('stats: replacing %s, left by an interrupted run', left)
 
     images = load_images(config, n)
     fid, note = fid_reference(config, images)  # Inception: every process scores its share
     if not distributed.is_main():  # the statistics are cheap; process 0 writes them
         return {}
-    os.makedirs(out_dir, exist_ok=True)
-    for name in ('fid_stats.npz', 'summary.json'):  # stale outputs of an earlier run
-        if os.path.exists(paths[name]):
-            os.remove(paths[name])
+    # the earlier files are set aside until every new one is written (pds.storage.replace)
+    with replace.replacing(workdir, list(paths.values()), overwrite=True, tag=None):
+        summary = _write_stats(config, images, fid, note, paths)
+    print(f'stats of {len(images)} images written to {out_dir}', flush=True)
+    return summary
+
+
+def _write_stats(config, images: np.ndarray, fid: dict | None, note: str,
+                 paths: dict[str, str]) -> dict:
+    """Write the masks, spectrum, FID statistics and (last: the completion mark) summary."""
     masks.save_mask(paths['freq_mask.npy'], masks.frequency_statistic(images))
     masks.save_mask(paths['space_mask.npy'], masks.space_statistic(images))
     spectrum = power_spectrum(images)
@@ -132,5 +148,4 @@ def run(config, workdir: str, overwrite: bool = False, source: str | None = None
                'files': sorted(k for k in FILES[:4] if os.path.exists(paths[k])),
                'fid': note}
     outputs.write_json(paths['summary.json'], summary)
-    print(f'stats of {len(images)} images written to {out_dir}', flush=True)
     return summary

@@ -16,20 +16,21 @@ Metrics go to ``train_metrics.jsonl`` (one JSON object per line) and, with
 ``training.tensorboard``, to TensorBoard event files under ``tensorboard/``
 (:mod:`pds.storage.summaries`, written without TensorFlow).
 A workdir with training checkpoints is resumed from its newest complete one;
-``--overwrite`` deletes the training checkpoints, exports and metrics and starts over.
+``--overwrite`` starts over: the earlier run's checkpoints, exports and metrics are set aside
+and deleted once the new run saved its first checkpoint (restored if it fails before).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding
@@ -38,9 +39,9 @@ from tqdm import tqdm
 
 from pds.method.sde import sde_from_config
 from pds.runtime import distributed
-from pds.runtime.errors import ConfigError, positive_int
+from pds.runtime.errors import ConfigError, RunError, positive_int
 from pds.runtime.mesh import DATA_AXIS, check_batch, data_mesh, replicate, replicated
-from pds.storage import outputs, sampling_checkpoints
+from pds.storage import outputs, replace, sampling_checkpoints
 from pds.storage.summaries import METRICS_FILE, TENSORBOARD_DIR, Summaries, truncate_metrics
 from pds.storage.training_checkpoints import TrainCheckpoints
 from pds.training.losses import loss_from_config
@@ -54,9 +55,11 @@ from pds.training.train import (
     init_state,
     make_optimizer,
     model_variables,
+    plan_gradient,
 )
 
 SAMPLES_DIR = 'train_samples'
+TRAIN_CHECKPOINTS_DIR = 'train_checkpoints'  # TrainCheckpoints.root
 SNAPSHOT_SAMPLES = 16  # images in a snapshot grid (rounded to the device count)
 
 
@@ -146,25 +149,27 @@ class SnapshotSampler:
             outputs.write_png(path, outputs.image_grid(images))
 
 
+def check_finite_losses(losses: np.ndarray, start: int, config, ckpts: TrainCheckpoints) -> None:
+    """RunError naming the first step (``start`` + position) whose loss is NaN or infinite."""
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if len(bad):
+        kept = ckpts.candidates()
+        where = (f'the newest checkpoint ({kept[0][1]} step {kept[0][0]}) is kept' if kept
+                 else 'no checkpoint was written')
+        raise RunError(f'training diverged: the loss of step {start + int(bad[0]) + 1} is '
+                       f'{losses[bad[0]]} (optim.lr={config.optim.lr}, '
+                       f'optim.grad_clip={config.optim.grad_clip}); {where}')
+
+
+@jax.jit
+def all_finite(tree) -> jax.Array:
+    """True when every floating leaf of ``tree`` is finite."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
 # ------------------------------------------------------------------------------- the run
-def _clear_outputs(workdir: str, ckpts: TrainCheckpoints) -> None:
-    """``--overwrite``: process 0 deletes the earlier run's outputs; the others wait."""
-    if not distributed.is_main():
-        distributed.barrier('train:cleared')
-        return
-    ckpts.clear()
-    for name in ('checkpoints', SAMPLES_DIR, TENSORBOARD_DIR):
-        path = os.path.join(workdir, name)
-        if os.path.isdir(path):
-            aside = f'{path}.deleting-{os.getpid()}'
-            os.rename(path, aside)
-            shutil.rmtree(aside, ignore_errors=True)
-    metrics = os.path.join(workdir, METRICS_FILE)
-    if os.path.exists(metrics):
-        os.remove(metrics)
-    distributed.barrier('train:cleared')
-
-
 def _check_fresh(workdir: str) -> None:
     """A new run must not mix its exports with a store it did not write."""
     export = os.path.join(workdir, 'checkpoints')
@@ -174,10 +179,8 @@ def _check_fresh(workdir: str) -> None:
                           'checkpoints; pass --overwrite to replace it)')
 
 
-def _start_state(config, workdir, overwrite, mesh, tx, ckpts) -> tuple[TrainState, Any, int]:
+def _start_state(config, workdir, mesh, tx, ckpts) -> tuple[TrainState, Any, int]:
     """(state, model, start step): restored from the newest checkpoint, or fresh."""
-    if overwrite:
-        _clear_outputs(workdir, ckpts)
     model, variables = model_variables(config, jax.random.key(config.seed))
     state = replicate(init_state(variables, tx), mesh)
     restored = ckpts.restore_latest(state, replicated(mesh))
@@ -202,7 +205,7 @@ def _progress(plan: Plan, step: int) -> tqdm:
 class Trainer:
     """The training loop's pieces, built once per run."""
 
-    def __init__(self, config, workdir: str, overwrite: bool):
+    def __init__(self, config, workdir: str):
         self.config, self.workdir = config, outputs.prepare_workdir(workdir)
         self.plan = plan_from_config(config)
         self.mesh = data_mesh()
@@ -212,7 +215,7 @@ class Trainer:
         tx = make_optimizer(config)
         rate = ema_rate(config)
         self.ckpts = TrainCheckpoints(workdir)
-        self.state, model, self.step = _start_state(config, workdir, overwrite, self.mesh, tx,
+        self.state, model, self.step = _start_state(config, workdir, self.mesh, tx,
                                                     self.ckpts)
         seed = int(config.seed)
         self.train_step = build_train_step(loss_from_config(config, sde, model, True), tx,
@@ -225,13 +228,20 @@ class Trainer:
         self.model = model
         self.sampler: SnapshotSampler | None = None
         self.summaries = Summaries(workdir, bool(config.training.get('tensorboard', True)))
+        self.after_save: Callable[[], None] | None = None
 
     # -- events
     def save(self, kind: str) -> None:
+        if not bool(all_finite(self.state)):
+            raise RunError(f'training diverged: NaN or infinity in the parameters or optimizer '
+                           f'state at step {self.step} (optim.lr={self.config.optim.lr}); no '
+                           f'checkpoint was written for it, the earlier ones are kept')
         meta = {'seed': int(self.config.seed), 'data_start_batch': self.step,
                 'n_iters': self.plan.n_iters}
         self.ckpts.save(self.state, kind, meta)
         logging.info('saved %s checkpoint at step %d', kind, self.step)
+        if self.after_save is not None:  # the run now stands on its own (--overwrite)
+            self.after_save()
 
     def snapshot(self) -> None:
         self.save('snapshots')
@@ -272,8 +282,10 @@ class Trainer:
             k = plan.chunk(self.step)
             xs = global_batches([next(data) for _ in range(k)], self.batch, self.stacked, True)
             self.state, chunk_losses = self.train_step(self.state, xs)
+            chunk_losses = np.asarray(chunk_losses)
+            check_finite_losses(chunk_losses, self.step, self.config, self.ckpts)
             self.step += k
-            losses.extend(np.asarray(chunk_losses).tolist())
+            losses.extend(chunk_losses.tolist())
             bar.update(k)
             if plan.due(self.step, plan.log_freq) or self.step == plan.n_iters:
                 now = time.perf_counter()
@@ -298,13 +310,47 @@ class Trainer:
         return {'step': self.step, **last}
 
 
+def check_before_claiming(config) -> None:
+    """Everything a run reads, checked (ConfigError) before ``--overwrite`` touches the
+    earlier run: the cadence, batch layout, SDE, optimizer, loss, gradient plan, and one batch
+    of the data source."""
+    plan_from_config(config)
+    check_batch('training.batch_size', config.training.batch_size, data_mesh())
+    plan_gradient(config.training.get('grad_shards', 0), config.training.batch_size,
+                  jax.device_count())
+    sde = sde_from_config(config)
+    make_optimizer(config)
+    ema_rate(config)
+    from models.registry import create_model
+
+    loss_from_config(config, sde, create_model(config), True)
+    next(batch_stream(config, 0))
+
+
 def run(config, workdir: str, overwrite: bool = False,
         on_chunk: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train (or resume training) in ``workdir``; returns the last logged metrics.
 
-    ``on_chunk(step)`` (tests) is called after every compiled call and its events.
+    With ``overwrite``, the earlier run's outputs are set aside (:mod:`pds.storage.replace`)
+    and deleted once this run saved its first checkpoint; a failure before that puts them
+    back unchanged. ``on_chunk(step)`` (tests) is called after every compiled call and its
+    events.
     """
-    trainer = Trainer(config, workdir, overwrite)
+    outputs.prepare_workdir(workdir)
+    claimed = [os.path.join(workdir, name) for name in (
+        TRAIN_CHECKPOINTS_DIR, 'checkpoints', SAMPLES_DIR, TENSORBOARD_DIR, METRICS_FILE)]
+    if not overwrite:
+        replace.check_not_interrupted(workdir)
+        return _train(config, workdir, on_chunk)
+    check_before_claiming(config)
+    with replace.replacing(workdir, claimed, overwrite=True, tag='train') as rep:
+        return _train(config, workdir, on_chunk, after_save=rep.commit)
+
+
+def _train(config, workdir: str, on_chunk: Callable[[int], None] | None,
+           after_save: Callable[[], None] | None = None) -> dict[str, Any]:
+    trainer = Trainer(config, workdir)
+    trainer.after_save = after_save
     trainer.export_if_missing()
     if trainer.step >= trainer.plan.n_iters:
         logging.info('training already complete at step %d', trainer.step)

@@ -17,7 +17,9 @@ process dead after ``--heartbeat_timeout`` seconds without heartbeats and termin
 with a message naming it; a process that stops on a Python error leaves at once
 (:func:`abort`; after an input error it first gives the others a few seconds to shut down
 alike) instead of waiting at JAX's shutdown barrier, so the others stop within the heartbeat
-timeout rather than hang; :func:`barrier` waits at most ``timeout`` seconds.
+timeout rather than hang; :func:`barrier` waits at most ``timeout`` seconds. A job whose
+processes do not all join within ``--init_timeout`` seconds ends with one line on stderr and
+exit code 1 (:func:`initialize`).
 """
 
 from __future__ import annotations
@@ -92,18 +94,67 @@ def free_port(host: str = 'localhost') -> int:
 
 
 def initialize(launch: Launch) -> Launch:
-    """Configure JAX for ``launch`` (before any computation); returns the resolved launch."""
+    """Configure JAX for ``launch`` (before any computation); returns the resolved launch.
+
+    With ``launch.distributed``, joins the job; if the other processes have not joined within
+    ``launch.init_timeout`` seconds, prints one ``error: ...`` line naming the coordinator
+    address, this process and the process count, and ends the process with exit code 1.
+    """
     launch = resolve(launch)
     if launch.cpu_devices is not None:
         jax.config.update('jax_num_cpu_devices', launch.cpu_devices)
     if not launch.distributed:
         return launch
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(
-        coordinator_address=launch.coordinator_address, num_processes=launch.num_processes,
-        process_id=launch.process_id, initialization_timeout=launch.init_timeout,
-        heartbeat_timeout_seconds=launch.heartbeat_timeout)
+    _join(launch)
     return launch
+
+
+JOIN_MARGIN = 10  # seconds JAX's own join deadline lies beyond the watchdog's
+
+
+def join_timeout_message(launch: Launch) -> str:
+    """The one line printed when the peers of ``launch`` did not join in time."""
+    address = launch.coordinator_address or 'the auto-detected coordinator'
+    pid = '?' if launch.process_id is None else launch.process_id
+    count = '?' if launch.num_processes is None else launch.num_processes
+    return (f'error: process {pid} of {count} could not form the job at coordinator {address}: '
+            f'the peers did not join within --init_timeout={launch.init_timeout} seconds '
+            '(start every process with the same --coordinator_address and --num_processes, '
+            'or raise --init_timeout)')
+
+
+def _join(launch: Launch) -> None:
+    """``jax.distributed.initialize`` under a watchdog.
+
+    When the job does not form in time, JAX's C++ client aborts the process (exit 134 and a
+    C++ stack trace), which Python cannot catch. So JAX gets ``init_timeout + JOIN_MARGIN``
+    seconds and a watchdog thread, after ``init_timeout`` seconds, prints
+    :func:`join_timeout_message` (one line on stderr) and ends the process with code 1.
+    """
+    done = threading.Event()
+
+    def expire() -> None:
+        if not done.is_set():
+            print(join_timeout_message(launch), file=sys.stderr, flush=True)
+            os._exit(1)
+
+    watchdog = threading.Timer(launch.init_timeout, expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        jax.distributed.initialize(
+            coordinator_address=launch.coordinator_address, num_processes=launch.num_processes,
+            process_id=launch.process_id, initialization_timeout=launch.init_timeout + JOIN_MARGIN,
+            heartbeat_timeout_seconds=launch.heartbeat_timeout)
+    except ValueError as err:  # JAX found no coordinator, process count or id to use
+        raise ConfigError('--coordinator_address', launch.coordinator_address,
+                          'host:port of process 0 with --num_processes and --process_id (or '
+                          '$JAX_COORDINATOR_ADDRESS, ..., or a cluster JAX detects, such as '
+                          f'SLURM or a TPU pod) for --distributed; JAX: {err}') from None
+    finally:
+        done.set()
+        watchdog.cancel()
 
 
 def is_main() -> bool:

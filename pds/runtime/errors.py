@@ -11,6 +11,11 @@ class ConfigError(ValueError):
         super().__init__(f"invalid {field}={value!r}: {allowed}")
 
 
+class RunError(RuntimeError):
+    """A run that cannot give a truthful result (NaN or infinity in the samples, the loss or
+    the parameters). ``main.py`` prints ``str(err)`` on one line and exits with code 1."""
+
+
 def check_choice(field: str, value: Any, choices) -> None:
     """Raise :class:`ConfigError` unless ``value`` is one of ``choices``."""
     if value not in choices:

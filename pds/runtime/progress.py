@@ -29,3 +29,20 @@ class IterationBar:
 def round_bar(total: int, desc: str, enabled: bool = True) -> tqdm:
     return tqdm(total=total, desc=desc, unit='round', position=0, disable=not enabled,
                 file=sys.stderr, dynamic_ncols=True)
+
+
+def close_bars() -> None:
+    """Close every open bar and end its line, so that what is printed next starts on a fresh
+    line (a closed bar leaves the cursor after its escape codes)."""
+    shown = [bar for bar in list(getattr(tqdm, '_instances', ())) if not bar.disable]
+    for bar in shown:
+        bar.close()
+    if shown:
+        print(file=sys.stderr, flush=True)
+
+
+def fail(message: str, code: int) -> None:
+    """Leave with ``code`` after printing ``message`` (one line) on a fresh stderr line."""
+    close_bars()
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(code)

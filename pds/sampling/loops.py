@@ -1,8 +1,9 @@
 """Loops that run a solver (:mod:`pds.sampling.solver`) inside one compiled program.
 
-Both return (x_0, nfe) with nfe (B,) int32: the score evaluations each example used, counted
-by the loop (a step is traced once with a counting score function, so the count is exact and
-costs nothing at run time).
+Both return a :class:`LoopResult`: x_0; nfe (B,) int32, the score evaluations each example
+used, counted by the loop (a step is traced once with a counting score function, so the count
+is exact and costs nothing at run time); and nonfinite_at (B,) int32, the first iteration after
+which the example's state held a NaN or infinity (-1: never), a flag carried in the loop.
 
 - :func:`scan_loop`: a fixed-length ``lax.scan`` over every interval of a time grid.
 - :func:`while_loop`: a ``lax.while_loop`` of at most ``max_steps`` steps that stops when every
@@ -14,6 +15,7 @@ costs nothing at run time).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,23 +28,49 @@ Array = jnp.ndarray
 OnStep = Callable[[Array], None]  # called (traced) with the iteration after each step
 
 
+class LoopResult(NamedTuple):
+    x: Array  # (B, H, W, C) x_0
+    nfe: Array  # (B,) int32 score evaluations
+    nonfinite_at: Array  # (B,) int32 first iteration that left a non-finite state; -1: none
+
+
 def _counted_step(solver: Solver, ctx: Context, state, interval: Interval):
     counted, calls = ctx.counting()
     return solver.step(counted, state, interval), len(calls)
 
 
+def nonfinite_rows(state, batch: int) -> Array:
+    """(batch,) bool: the example's part of any floating leaf (leading axis ``batch``) holds
+    a NaN or infinity."""
+    bad = jnp.zeros((batch,), bool)
+    for leaf in jax.tree_util.tree_leaves(state):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact) and leaf.ndim and leaf.shape[0] == batch:
+            bad = bad | ~jnp.all(jnp.isfinite(leaf.reshape(batch, -1)), axis=1)
+    return bad
+
+
+def _mark(nonfinite_at: Array, state, iteration: Array) -> Array:
+    bad = nonfinite_rows(state, nonfinite_at.shape[0])
+    return jnp.where((nonfinite_at < 0) & bad, iteration, nonfinite_at)
+
+
+def _no_mark(batch: int) -> Array:
+    return jnp.full((batch,), -1, jnp.int32)
+
+
 def scan_loop(solver: Solver, ctx: Context, grid: TimeGrid, x: Array,
-              on_step: OnStep | None = None) -> tuple[Array, Array]:
+              on_step: OnStep | None = None) -> LoopResult:
     def body(carry, interval):
-        state, nfe = carry
+        state, nfe, bad_at = carry
         state, calls = _counted_step(solver, ctx, state, interval)
         if on_step is not None:
             on_step(interval.iteration)
-        return (state, nfe + calls), None
+        return (state, nfe + calls, _mark(bad_at, state, interval.iteration)), None
 
-    init = (solver.init(ctx, x), jnp.zeros((ctx.local_batch,), jnp.int32))
-    (state, nfe), _ = jax.lax.scan(body, init, grid.intervals())
-    return solver.output(ctx, state), nfe
+    b = ctx.local_batch
+    init = (solver.init(ctx, x), jnp.zeros((b,), jnp.int32), _no_mark(b))
+    (state, nfe, bad_at), _ = jax.lax.scan(body, init, grid.intervals())
+    return LoopResult(solver.output(ctx, state), nfe, bad_at)
 
 
 def _interval_at(intervals: Interval | None, i: Array) -> Interval:
@@ -67,7 +95,7 @@ def _freeze(active: Array, new, old):
 
 def while_loop(solver: Solver, ctx: Context, x: Array, max_steps: int,
                grid: TimeGrid | None = None, on_step: OnStep | None = None
-               ) -> tuple[Array, Array]:
+               ) -> LoopResult:
     """Steps until every example is done (``solver.done``; a solver without it runs
     ``max_steps`` steps) or ``max_steps`` steps were taken. ``grid`` (optional) supplies
     the intervals; without it a step gets only its iteration."""
@@ -80,19 +108,21 @@ def while_loop(solver: Solver, ctx: Context, x: Array, max_steps: int,
         return jnp.logical_not(done_fn(ctx, state))
 
     def cond(carry):
-        i, state, _ = carry
+        i, state, _, _ = carry
         return (i < max_steps) & ctx.batch_any(active_of(state))
 
     def body(carry):
-        i, state, nfe = carry
+        i, state, nfe, bad_at = carry
         active = active_of(state)
         new, calls = _counted_step(solver, ctx, state, _interval_at(intervals, i))
         state = new if done_fn is None else _freeze(active, new, state)
         if on_step is not None:
             on_step(i)
-        return i + 1, state, nfe + calls * active.astype(jnp.int32)
+        return (i + 1, state, nfe + calls * active.astype(jnp.int32),
+                _mark(bad_at, state, i))
 
-    init = (jnp.zeros((), jnp.int32), solver.init(ctx, x),
-            jnp.zeros((ctx.local_batch,), jnp.int32))
-    _, state, nfe = jax.lax.while_loop(cond, body, init)
-    return solver.output(ctx, state), nfe
+    b = ctx.local_batch
+    init = (jnp.zeros((), jnp.int32), solver.init(ctx, x), jnp.zeros((b,), jnp.int32),
+            _no_mark(b))
+    _, state, nfe, bad_at = jax.lax.while_loop(cond, body, init)
+    return LoopResult(solver.output(ctx, state), nfe, bad_at)

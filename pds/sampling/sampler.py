@@ -2,8 +2,8 @@
 batch sharded over the device mesh by ``shard_map`` and the parameters replicated.
 
     x_T = prior_std * M z          (z from each example's prior stream, M the preconditioner)
-    x_0, nfe = scan_loop(solver, context, grid, x_T)     (fixed-step solvers)
-    x_0, nfe = while_loop(solver, context, x_T, solver.max_steps(grid), grid)
+    x_0, nfe, nonfinite_at = scan_loop(solver, context, grid, x_T)   (fixed-step solvers)
+    x_0, nfe, nonfinite_at = while_loop(solver, context, x_T, solver.max_steps(grid), grid)
                                                           (solvers that define max_steps)
 
 Reproducibility: example b of the run (global index = offset + position in the global batch)
@@ -29,7 +29,7 @@ from pds.method.sde import SDE
 from pds.runtime.mesh import DATA_AXIS, check_batch
 from pds.sampling.context import Context
 from pds.sampling.grid import TimeGrid
-from pds.sampling.loops import scan_loop, while_loop
+from pds.sampling.loops import LoopResult, scan_loop, while_loop
 from pds.sampling.noise import PRIOR_TAG, draw, example_keys
 from pds.sampling.solver import Solver
 
@@ -41,8 +41,9 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
                   image_shape: tuple[int, int, int], batch_size: int, mesh: Mesh,
                   solver: Solver, progress: Callable[[int], None] | None = None,
                   progress_every: int = 0) -> Sampler:
-    """The sampler ``sample(variables, precond, seed, offset) -> (x_0, nfe)``, x_0 of shape
-    (batch_size, H, W, C) and nfe (batch_size,), sharded over ``mesh`` on the batch axis.
+    """The sampler ``sample(variables, precond, seed, offset) -> LoopResult``: x_0 of shape
+    (batch_size, H, W, C), nfe and nonfinite_at (batch_size,), sharded over ``mesh`` on the
+    batch axis.
     ``offset`` is the global index of the first example (round k of size B uses offset k B).
     ``progress(i)`` is called on the host about every ``progress_every`` iterations."""
     local_b = check_batch('eval.batch_size', batch_size, mesh)
@@ -76,7 +77,8 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
         return while_loop(solver, ctx, x, n, grid, hook)
 
     sharded = jax.shard_map(body, mesh=mesh, in_specs=(P(), P(), P(), P()),
-                            out_specs=(P(DATA_AXIS), P(DATA_AXIS)), check_vma=False)
+                            out_specs=LoopResult(P(DATA_AXIS), P(DATA_AXIS), P(DATA_AXIS)),
+                            check_vma=False)
     return Sampler(jax.jit(sharded))
 
 
@@ -102,8 +104,9 @@ class Sampler:
         return self.compile_seconds
 
     def run(self, variables, precond: Preconditioner, seed: int, offset: int = 0
-            ) -> tuple[jax.Array, jax.Array]:
-        """(x_0, nfe): the samples and each example's score evaluations."""
+            ) -> LoopResult:
+        """(x_0, nfe, nonfinite_at): the samples, each example's score evaluations and the
+        first iteration that left its state non-finite (-1: none)."""
         if self._compiled is None:
             self.compile(variables, precond)
         return self._compiled(variables, precond, *self._scalars(seed, offset))

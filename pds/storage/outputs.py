@@ -1,5 +1,6 @@
-"""Output files: every file appears whole or not at all (write to a temporary name in the
-same folder, then rename), and a run refuses to replace outputs of an earlier run unless told."""
+"""Output files: every file appears whole or not at all (written to a temporary name in the
+same folder, fsynced, then renamed; the folder fsynced after), with the mode the umask gives.
+Claiming outputs and replacing an earlier run's: :mod:`pds.storage.replace`."""
 
 from __future__ import annotations
 
@@ -26,30 +27,76 @@ def prepare_workdir(path: str) -> str:
     return path
 
 
-def claim_outputs(paths: list[str], overwrite: bool) -> None:
-    """Refuse to run when any output already exists, unless ``overwrite``."""
-    existing = [p for p in paths if os.path.exists(p)]
-    if existing and not overwrite:
-        raise ConfigError('--workdir', os.path.dirname(existing[0]) or '.',
-                          f'a directory without earlier outputs ({existing[0]} exists; pass '
-                          '--overwrite to replace them)')
+def _umask_at_import() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _umask_at_import()  # read once, before any thread of ours writes
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux: /proc/self/status); elsewhere
+    the umask at import."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK_AT_IMPORT
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or '.', prefix='.tmp-')
+    """Write ``data`` to ``path`` whole or not at all, durably: a temporary file in the same
+    folder with the mode ``open`` would give (0o666 less the umask), flushed and fsynced,
+    renamed over ``path``, then the folder fsynced so that the rename survives a crash."""
+    folder = os.path.dirname(path) or '.'
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-')  # mode 0o600
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    except OSError:  # a folder that cannot be opened (not on this platform)
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:  # file systems that cannot fsync a directory
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def strict_json(obj):
+    """``obj`` with every non-finite float replaced by None, so that the file is strict JSON
+    (Python's NaN / Infinity tokens are rejected by other parsers)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return strict_json(obj.item())
+    return obj
 
 
 def write_json(path: str, obj) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + '\n').encode())
+    """Strict JSON (:func:`strict_json`), indented, keys sorted."""
+    text = json.dumps(strict_json(obj), indent=2, sort_keys=True, allow_nan=False)
+    write_bytes(path, (text + '\n').encode())
 
 
 def write_text(path: str, text: str) -> None:

@@ -8,7 +8,11 @@ Layout (orbax CheckpointManager, one folder per step)::
     <workdir>/checkpoints/<step>/meta/        JSON: {'step': int, ...provenance}
 
 Orbax writes each step under a temporary name and renames it when complete, so a step folder
-either holds a whole checkpoint or is absent. :func:`restore_variables` checks the stored tree
+either holds a whole checkpoint or is absent. In a one-process run :func:`save_variables` goes
+further and lets orbax write into a hidden staging folder ``.saving-<step>-<pid>-<ns>`` beside
+the steps, renaming the finished step into place: a process killed while saving leaves only
+dot-prefixed folders, never a visible ``<step>.orbax-checkpoint-tmp`` (the next save deletes
+staging folders of processes that are gone). :func:`restore_variables` checks the stored tree
 against the network of the config before loading any array, and a mismatch is a
 :class:`~pds.runtime.errors.ConfigError` naming the first differing parameter and both shapes.
 """
@@ -108,35 +112,77 @@ def _set_aside(step_dir: str) -> str:
     return aside
 
 
+STAGING_PREFIX = '.saving-'
+
+
+def _remove_stale_staging(ckpt_dir: str) -> list[str]:
+    """Delete staging folders ``.saving-<step>-<pid>-<ns>`` whose process no longer runs on
+    this machine (a save that was killed); returns their names."""
+    removed = []
+    for name in os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else []:
+        parts = name[len(STAGING_PREFIX):].split('-')
+        if not name.startswith(STAGING_PREFIX) or len(parts) != 3 or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+            continue  # still running (or another user's process)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        shutil.rmtree(os.path.join(ckpt_dir, name), ignore_errors=True)
+        removed.append(name)
+    if removed:
+        absl_logging.warning('removed unfinished checkpoint saves: %s', removed)
+    return removed
+
+
 def save_variables(ckpt_dir: str, variables: Mapping[str, Any], step: int,
                    overwrite: bool = False, metadata: Mapping[str, Any] | None = None) -> str:
     """Write ``variables`` (flax variables dict) as step ``step``; returns the step folder.
 
     ``metadata`` (JSON-serialisable) is stored beside the arrays with ``step`` added. An
     existing step is a ConfigError unless ``overwrite``; then the old step is set aside, the
-    new one written, and the old one deleted (a crash leaves the old one under a hidden name).
+    new one put in place, and the old one deleted (a crash leaves the old one under a hidden
+    name). In a one-process run the step is written in a hidden staging folder and renamed
+    into place when complete (module docstring); in a multi-process job orbax writes it in
+    place under its own temporary name.
     """
     step = _check_step(step)
-    ocp = _ocp()
-    step_dir = os.path.join(os.path.abspath(ckpt_dir), str(step))
+    ckpt_dir = os.path.abspath(ckpt_dir)
+    step_dir = os.path.join(ckpt_dir, str(step))
     if os.path.exists(step_dir) and not overwrite:
-        raise ConfigError('--workdir', os.path.dirname(os.path.abspath(ckpt_dir)),
+        raise ConfigError('--workdir', os.path.dirname(ckpt_dir),
                           f'a directory without a checkpoint at step {step} ({step_dir} '
                           'exists; pass --overwrite to replace it)')
-    aside = _set_aside(step_dir) if os.path.exists(step_dir) else None
+    staged = jax.process_count() == 1
+    if staged:
+        _remove_stale_staging(ckpt_dir)
+        root = os.path.join(ckpt_dir, f'{STAGING_PREFIX}{step}-{os.getpid()}-{time.time_ns()}')
+        aside = None
+    else:
+        root = ckpt_dir
+        aside = _set_aside(step_dir) if os.path.exists(step_dir) else None
+    ocp = _ocp()
     meta = {**(metadata or {}), 'step': step}
     args = ocp.args.Composite(variables=ocp.args.StandardSave(_plain_tree(variables)),
                               meta=ocp.args.JsonSave(meta))
     try:
-        with _manager(ckpt_dir, create=True) as manager:
+        with _manager(root, create=True) as manager:
             saved = manager.save(step, args=args, force=True)
             manager.wait_until_finished()
         if not saved:
             raise RuntimeError(f'orbax declined to save step {step} in {ckpt_dir}')
+        if staged:
+            aside = _set_aside(step_dir) if os.path.exists(step_dir) else None
+            os.rename(os.path.join(root, str(step)), step_dir)
     except BaseException:
         if aside is not None and not os.path.exists(step_dir):
             os.rename(aside, step_dir)
         raise
+    finally:
+        if staged:
+            shutil.rmtree(root, ignore_errors=True)
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
     return step_dir

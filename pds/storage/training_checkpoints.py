@@ -8,7 +8,8 @@ Layout::
     <kind>/<step>/state/                   orbax PyTree: the leaves of the TrainState
                                            (step, params, optimizer state, EMA, model state)
                                            under keys '00000', '00001', ... in flatten order
-    <kind>/<step>/meta/                    JSON: step, seed, data position, leaf paths
+    <kind>/<step>/meta/                    JSON: step, seed, data position, leaf paths,
+                                           and 'checksums': {'00000': sha256 hex, ...}
 
 Atomicity: orbax writes a step under ``<step>.orbax-checkpoint-tmp-<n>`` and renames it to
 ``<step>`` only when every file is written; the managers list only finalized steps, so a run
@@ -16,10 +17,20 @@ killed during a save leaves either the previous checkpoints or the new complete 
 preemption checkpoint is deleted only after the new one is final. A restart restores the newest
 step of either kind; if that step cannot be read (a damaged disk, not an interrupted save) it
 falls back to the next older one, with a warning.
+
+Checksums: orbax's index files are checksummed but the array data files are not, so bytes
+flipped inside a data file (a bad disk, a bad copy) would restore as a silently corrupted leaf.
+``save`` therefore records, per leaf, the sha256 of its dtype name, shape and bytes in C order
+(:func:`leaf_checksum`, computed on the host arrays it writes), and a restore verifies every
+leaf it reads; a mismatch makes the checkpoint count as damaged like an unreadable one.
+Checkpoints written before checksums existed (meta without 'checksums') restore unverified.
+When checkpoints exist but none is good, :meth:`TrainCheckpoints.restore_latest` raises a
+ConfigError rather than reporting an empty workdir.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from typing import Any
@@ -51,6 +62,50 @@ def flatten_state(state: Any) -> tuple[dict[str, Any], list[str]]:
     with_path, _ = jax.tree_util.tree_flatten_with_path(state)
     leaves = {_leaf_key(i): leaf for i, (_, leaf) in enumerate(with_path)}
     return leaves, [jax.tree_util.keystr(p) for p, _ in with_path]
+
+
+def leaf_checksum(value: Any) -> str:
+    """sha256 (hex) of a host array's dtype name, shape and bytes in C order."""
+    a = np.ascontiguousarray(np.asarray(value))
+    h = hashlib.sha256(f'{a.dtype.name}{tuple(int(d) for d in a.shape)}'.encode())
+    h.update(a.reshape(-1).view(np.uint8).data)
+    return h.hexdigest()
+
+
+class ChecksumMismatchError(RuntimeError):
+    """A restored leaf differs from what was saved: the checkpoint is damaged."""
+
+
+def _host_value(x: Any) -> np.ndarray | None:
+    """The whole value of a restored leaf on this host, or None when this process holds only
+    part of it (a leaf sharded across processes is not verified)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        shard = x.addressable_shards[0].data
+        return np.asarray(shard) if shard.shape == x.shape else None
+    return np.asarray(x)
+
+
+def verify_leaves(leaves: dict[str, Any], meta: dict[str, Any]) -> int:
+    """Compare restored ``leaves`` ({'00000': array, ...}) with ``meta['checksums']``;
+    ChecksumMismatchError naming the first differing leaf's path. Returns the number of leaves
+    verified (0 for a checkpoint saved without checksums)."""
+    sums = meta.get('checksums')
+    if not sums:
+        return 0
+    paths = meta.get('leaf_paths') or []
+    checked = 0
+    for key in sorted(leaves):
+        value = _host_value(leaves[key])
+        if value is None:
+            continue
+        i = int(key)
+        name = paths[i] if i < len(paths) else key
+        if key not in sums:
+            raise ChecksumMismatchError(f'leaf {name} has no recorded checksum')
+        if leaf_checksum(value) != sums[key]:
+            raise ChecksumMismatchError(f'leaf {name} does not match its checksum')
+        checked += 1
+    return checked
 
 
 def unflatten_state(template: Any, leaves: dict[str, Any]) -> Any:
@@ -113,13 +168,17 @@ class TrainCheckpoints:
         return sorted(found, reverse=True)
 
     def save(self, state: Any, kind: str, meta: dict[str, Any]) -> int:
-        """Write ``state`` as a ``kind`` checkpoint at its step; returns the step."""
+        """Write ``state`` as a ``kind`` checkpoint at its step, with a checksum per leaf in
+        its meta (module docstring); returns the step."""
         ocp = _ocp()
         leaves, paths = flatten_state(jax.device_get(state))
+        arrays = {k: np.asarray(v) for k, v in leaves.items()}
         step = int(np.asarray(state.step))
+        sums = {k: leaf_checksum(v) for k, v in arrays.items()}
         args = ocp.args.Composite(
-            state=ocp.args.StandardSave({k: np.asarray(v) for k, v in leaves.items()}),
-            meta=ocp.args.JsonSave({**meta, 'step': step, 'kind': kind, 'leaf_paths': paths}))
+            state=ocp.args.StandardSave(arrays),
+            meta=ocp.args.JsonSave({**meta, 'step': step, 'kind': kind, 'leaf_paths': paths,
+                                    'checksums': sums}))
         with _manager(self.directory(kind), self._keep(kind), create=True) as manager:
             if step in manager.all_steps():
                 return step  # already saved (a resumed run at a saved step)
@@ -152,8 +211,9 @@ class TrainCheckpoints:
                               f'holds {len(stored)} arrays, this config {len(expected)}); '
                               'pass --overwrite to start over')
 
-    def restore_step(self, step: int, kind: str, template: Any, sharding: Any) -> Any:
-        """The state of (step, kind), laid out like ``template`` with ``sharding``."""
+    def _restore(self, step: int, kind: str, template: Any, sharding: Any
+                 ) -> tuple[Any, dict[str, Any]]:
+        """(state, meta) of (step, kind), every leaf verified against the meta's checksums."""
         ocp = _ocp()
         where = os.path.join(self.directory(kind), str(step))
         abstract = {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype, sharding=sharding)
@@ -161,31 +221,50 @@ class TrainCheckpoints:
         with _manager(self.directory(kind), self._keep(kind), create=False) as manager:
             self._check_shapes(manager, step, template, where)
             out = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract)))
-        return unflatten_state(template, dict(out['state']))
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        leaves, meta = dict(out['state']), dict(out['meta'])
+        verify_leaves(leaves, meta)
+        return unflatten_state(template, leaves), meta
+
+    def restore_step(self, step: int, kind: str, template: Any, sharding: Any) -> Any:
+        """The state of (step, kind), laid out like ``template`` with ``sharding``.
+
+        Every leaf is checked against the checksum saved with it (ChecksumMismatchError naming
+        the leaf when it differs); checkpoints saved without checksums are not verified. A
+        stored tree that does not fit ``template`` is a ConfigError.
+        """
+        return self._restore(step, kind, template, sharding)[0]
 
     def restore_latest(self, template: Any, sharding: Any) -> tuple[Any, dict] | None:
-        """(state, meta) of the newest readable checkpoint, or None when there is none."""
+        """(state, meta) of the newest good checkpoint; None when there is none at all.
+
+        A checkpoint that cannot be read or whose leaves do not match their checksums is
+        damaged: a warning names its kind, step and the reason (the leaf, for a checksum),
+        and the next older one is tried. When checkpoints exist but every one is damaged,
+        a ConfigError (field '--workdir') lists the steps tried and the first reason.
+        """
+        damaged: list[tuple[str, str]] = []
         for step, kind in self.candidates():
             try:
-                state = self.restore_step(step, kind, template, sharding)
-                meta = self.read_meta(step, kind)
+                state, meta = self._restore(step, kind, template, sharding)
             except ConfigError:
                 raise
+            except ChecksumMismatchError as err:
+                reason = str(err)
             except Exception as err:  # a damaged step: say so, try the next older one
-                absl_logging.warning('training checkpoint %s/%d is unreadable (%s: %s); '
-                                     'trying an older one', kind, step, type(err).__name__,
-                                     str(err).splitlines()[0][:200] if str(err) else '')
-                continue
-            absl_logging.info('resuming from training checkpoint %s/%d', kind, step)
-            return state, meta
+                first = str(err).splitlines()[0][:200] if str(err) else ''
+                reason = f'unreadable: {type(err).__name__}: {first}'
+            else:
+                absl_logging.info('resuming from training checkpoint %s/%d', kind, step)
+                return state, meta
+            absl_logging.warning('training checkpoint %s/%d is damaged (%s); trying an '
+                                 'older one', kind, step, reason)
+            damaged.append((f'{kind}/{step}', reason))
+        if damaged:
+            tried = ', '.join(name for name, _ in damaged)
+            raise ConfigError('--workdir', os.path.dirname(self.root),
+                              f'a workdir with a good training checkpoint; every training '
+                              f'checkpoint in {self.root} is damaged (tried {tried}; '
+                              f'{damaged[0][0]}: {damaged[0][1]}). Restore them from a '
+                              'backup, or move that folder aside to start over')
         return None
-
-    def clear(self) -> None:
-        """Delete every training checkpoint (``--overwrite``): renamed away first, so a crash
-        here never leaves a half-deleted step under a valid name."""
-        if not os.path.isdir(self.root):
-            return
-        aside = f'{self.root}.deleting-{os.getpid()}'
-        os.rename(self.root, aside)
-        shutil.rmtree(aside, ignore_errors=True)

@@ -74,7 +74,7 @@ def cases() -> dict[str, tuple[str, str, dict[str, Any]]]:
     out['sample/network/ncsnpp'] = ('sample', NETWORK_CONFIG, {
         'data.image_size': 8, 'model.nf': 16, 'eval.num_samples': 2, 'eval.batch_size': 2,
         'sampling.steps': 2, 'sampling.save_raw': True, 'sampling.precondition': 'pds',
-        'sampling.pds.num_stat_images': 16})
+        'sampling.pds.num_stat_images': 16, 'sampling.allow_random_init': True})
     out['train/network/ncsnpp'] = ('train', NETWORK_CONFIG, {
         'data.image_size': 8, 'model.nf': 16, 'training.batch_size': 4, 'training.n_iters': 4,
         'training.n_jitted_steps': 2, 'training.log_freq': 2, 'training.eval_freq': 4,

@@ -42,10 +42,11 @@ def prior(b: int = 4) -> jax.Array:
 def test_while_loop_without_stop_equals_scan(solver):
     grid = time_grid(SDE.N, 1e-3)
     ctx, x = context(), prior()
-    a, nfe_a = jax.jit(lambda x: scan_loop(solver, ctx, grid, x))(x)
-    b, nfe_b = jax.jit(lambda x: while_loop(solver, ctx, x, grid.num_steps, grid))(x)
-    np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(nfe_a, nfe_b)
+    a = jax.jit(lambda x: scan_loop(solver, ctx, grid, x))(x)
+    b = jax.jit(lambda x: while_loop(solver, ctx, x, grid.num_steps, grid))(x)
+    for got, want in zip(a, b, strict=True):  # x_0, nfe and the non-finite flags
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(a.nonfinite_at, -1)
 
 
 @pytest.mark.parametrize('solver, per_step', [
@@ -58,13 +59,13 @@ def test_while_loop_without_stop_equals_scan(solver):
 ])
 def test_loop_counts_score_evaluations_per_example(solver, per_step):
     grid = time_grid(5, 1e-3)
-    _, nfe = jax.jit(lambda x: scan_loop(solver, context(), grid, x))(prior())
+    nfe = jax.jit(lambda x: scan_loop(solver, context(), grid, x))(prior()).nfe
     np.testing.assert_array_equal(nfe, np.full(4, 5 * per_step))
 
 
 def test_while_loop_stops_each_example_at_its_own_step_count():
     solver, ctx, x = VariableSteps(), context(6), prior(6)
-    out, nfe = jax.jit(lambda x: while_loop(solver, ctx, x, 10))(x)
+    out, nfe, _ = jax.jit(lambda x: while_loop(solver, ctx, x, 10))(x)
     target = np.asarray(solver.target(x))
     assert len(set(target.tolist())) > 1  # the examples really differ
     np.testing.assert_array_equal(nfe, target)
@@ -81,7 +82,7 @@ def test_while_loop_stops_each_example_at_its_own_step_count():
 def test_sampler_runs_a_while_loop_solver_and_reports_nfe():
     s = build_sampler(SDE, time_grid(SDE.N, 1e-3), exact_score_fn, SHAPE, 4, data_mesh(),
                       VariableSteps())
-    x, nfe = s.run(FIELD.variables(8, 8), Identity(), seed=0)
+    x, nfe, _ = s.run(FIELD.variables(8, 8), Identity(), seed=0)
     assert x.shape == (4, *SHAPE) and set(np.asarray(nfe).tolist()) <= {2, 3, 4}
 
 
@@ -117,3 +118,30 @@ def test_solver_registry_and_ode_rule():
     config.sampling.method = 'heun'
     with pytest.raises(ConfigError, match=r"sampling\.method='heun'"):
         solver_from_config(config, SDE)
+
+
+class Overflow:
+    """x <- x * 1e20 for examples 0 and 2 (20 -> 2e21 -> inf in float32 at the second step),
+    x unchanged for the others."""
+
+    def init(self, ctx, x):
+        return {'x': x}
+
+    def step(self, ctx, state, interval):
+        grow = jnp.asarray([1e20, 1.0, 1e20, 1.0], jnp.float32)[:, None, None, None]
+        return {'x': state['x'] * grow}
+
+    def output(self, ctx, state):
+        return state['x']
+
+
+@pytest.mark.parametrize('loop', ['scan', 'while'])
+def test_loops_flag_the_first_non_finite_iteration_per_example(loop):
+    grid = time_grid(5, 1e-3)
+    x = jnp.full((4, *SHAPE), 20.0)
+    if loop == 'scan':
+        out = jax.jit(lambda x: scan_loop(Overflow(), context(), grid, x))(x)
+    else:
+        out = jax.jit(lambda x: while_loop(Overflow(), context(), x, 5, grid))(x)
+    np.testing.assert_array_equal(out.nonfinite_at, [1, -1, 1, -1])
+    assert np.isinf(np.asarray(out.x[0])).all() and np.all(np.asarray(out.x[1]) == 20.0)
