@@ -86,8 +86,10 @@ REDUCE = {
     'bench': {'bench.steps': '(2,)', 'bench.num_samples': '4', 'bench.batch_size': '4'},
 }
 SMALL_DATA = {'data.image_size': '8', 'sampling.pds.num_stat_images': '4'}
+# a network config's workdir here holds no checkpoint (the README's holds a trained one):
+# a tiny network, freshly initialised (allowed explicitly)
 TINY_NETWORK = {'model.nf': '8', 'model.ch_mult': '(1,)', 'model.num_res_blocks': '0',
-                'model.attn_resolutions': '()'}
+                'model.attn_resolutions': '()', 'sampling.allow_random_init': 'True'}
 OUTPUTS = {'sample': 'metrics.json', 'bench': os.path.join('bench', 'quality.csv')}
 # README placeholders in command lines, and what stands in for them.
 PLACEHOLDERS = {'--batch B': '--batch 2', '<file>': 'cpu_layout',

@@ -110,9 +110,9 @@ def strict_load(path) -> dict:
         return json.load(f, parse_constant=refuse)
 
 
-def test_finite_divergence_warns_with_the_clipped_fraction(tmp_path):
-    res = main_py(f'--config={FIELD}', f'--workdir={tmp_path}', *SMALL,
-                  '--config.sampling.snr=1e3')
+@pytest.mark.parametrize('probe', ['--config.sampling.snr=1e3', '--config.sampling.steps=1'])
+def test_finite_divergence_warns_with_the_clipped_fraction(tmp_path, probe):
+    res = main_py(f'--config={FIELD}', f'--workdir={tmp_path}', *SMALL, probe)
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = strict_load(tmp_path / 'metrics.json')
     assert metrics['clipped_fraction'] > 0.5
@@ -131,13 +131,16 @@ def test_a_converged_run_clips_little_and_does_not_warn(tmp_path):
     assert 'outside the data range' not in res.stderr
 
 
-def test_all_zero_mask_is_refused(tmp_path):
+@pytest.mark.parametrize('mask', ['freq_mask', 'space_mask'])
+def test_all_zero_mask_is_refused(tmp_path, mask):
+    """An all-zero statistic would give 0/0 gains under the normalized transform."""
     zero = tmp_path / 'zero.npy'
     np.save(zero, np.zeros((3, 16, 16), np.float32))
     res = main_py(f'--config={FIELD}', f'--workdir={tmp_path / "w"}', *SMALL,
-                  f'--config.sampling.pds.freq_mask={zero}')
+                  f'--config.sampling.pds.{mask}={zero}')
     assert res.returncode == 2
-    assert 'sampling.pds.freq_mask' in error_line(res)
+    assert f'sampling.pds.{mask}' in error_line(res)
+    assert not (tmp_path / 'w' / 'metrics.json').exists()
 
 
 @pytest.mark.parametrize('args,named', [

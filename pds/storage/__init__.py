@@ -1,4 +1,6 @@
-"""Storage: atomic file outputs, the sampling and training checkpoint stores, importers of
-released score_sde checkpoints, TensorBoard summaries.
+"""Storage: atomic file outputs, claiming and replacing an earlier run's outputs
+(``replace``), one reader per input file kind (``readers``), the sampling and training
+checkpoint stores, importers of released score_sde checkpoints, TensorBoard summaries.
 
-May import ``pds.runtime`` and ``models`` (to check a stored tree against its network)."""
+May import ``pds.runtime``, ``models`` (to check a stored tree against its network) and
+``evaluation`` (the formats of FID statistics and Inception weights)."""
