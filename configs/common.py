@@ -64,6 +64,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     sampling.pds = pds_sampling_fields()
     sampling.speed_up = 1.0  # reference schedule: N = int(num_scales / speed_up)
     sampling.steps = config_dict.placeholder(int)  # set: overrides the iteration count
+    sampling.grid = 'ladder'  # ladder (t uniform) | karras | logsnr (pds/sampling/grid.py)
+    sampling.rho = 7.0  # the 'karras' grid's exponent
+    # x_T: 'score_sde' (the reference: the SDE's prior, mean 0) or 'mean' (the data mean
+    # carried to T, plus the prior's noise: x_T = alpha(T) mu + prior)
+    sampling.prior = 'score_sde'
     sampling.save_raw = False
     sampling.progress_every = 0  # 0: about 50 updates per run
     # a network config whose --workdir has no checkpoint: an error unless this is set

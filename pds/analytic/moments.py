@@ -73,7 +73,7 @@ from pds.analytic import fd
 from pds.analytic.gaussian_field import GaussianField, exact_score_fn
 from pds.method.pds_preconditioner import PDSPreconditioner
 from pds.method.precondition import Identity, Preconditioner
-from pds.method.sde import SDE
+from pds.method.sde import SDE, scale_and_sigma
 from pds.runtime.errors import ConfigError
 from pds.sampling.context import Context
 from pds.sampling.correctors import get_corrector, langevin_loop
@@ -217,9 +217,12 @@ def check_config(config) -> None:
         raise ConfigError('model.name', config.model.name,
                           "'gaussian_field' (population moments need the exact score)")
     s = config.sampling
+    if s.method in DETERMINISTIC_METHODS:
+        return
     if s.method != 'pc':
         raise ConfigError('sampling.method', s.method,
-                          "'pc' (population moments cover the predictor-corrector sampler)")
+                          "'pc' or one of " + ', '.join(DETERMINISTIC_METHODS)
+                          + ' (population moments cover these samplers)')
     _check_steps(s.predictor, s.corrector)
     if s.precondition == 'pds' and s.pds.space_mask != '':
         raise ConfigError('sampling.pds.space_mask', s.pds.space_mask,
@@ -271,17 +274,70 @@ def experiment_moments(exp, solver, layout: str = 'modes') -> PopulationMoments:
     if exp.field is None or exp.score_builder is not exact_score_fn:
         raise ConfigError('model.name', 'a network score',
                           "'gaussian_field' (population moments need the exact score)")
-    return propagate(exp.sde, exp.grid, exp.field, exp.precond, solver, exp.image_shape, layout)
+    mean_prior = getattr(exp, 'prior_mean', None) is not None
+    if getattr(solver, 'deterministic', False):
+        return deterministic_moments(exp.sde, exp.grid, exp.field, solver, exp.image_shape,
+                                     mean_prior)
+    return propagate(exp.sde, exp.grid, exp.field, exp.precond, solver, exp.image_shape, layout,
+                     mean_prior)
+
+
+def _prior_alpha(sde: SDE) -> Array:
+    """alpha(T), the marginal's mean coefficient at the prior's time."""
+    return scale_and_sigma(sde, jnp.float32(sde.T))[0]
+
+
+def deterministic_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver,
+                          image_shape: tuple[int, int, int], mean_prior: bool = False
+                          ) -> PopulationMoments:
+    """The moments of a solver that is deterministic after the prior draw (``deterministic``
+    = True: an ODE solver) with the field's exact score and no preconditioner.
+
+    Every step is then affine per mode and draws no noise, so the whole run is
+    x_0(k) = A(k) x_T(k) + B(k): one run of THE SOLVER ITSELF (its ``scan_loop``, in the
+    per-mode layout) on two probe rows, x_T = 0 (giving B) and x_T = 1 in every mode
+    (giving A + B), yields A and B; then m_0 = A m_T + B and V_0 = |A|^2 sigma_T^2 with the
+    prior's mean m_T (alpha(T) mu with the mean prior, else 0) and variance sigma_T^2.
+    """
+    from pds.sampling.loops import scan_loop
+
+    h, w, c = (int(v) for v in image_shape)
+    if field.num_channels != c:
+        raise ConfigError('model.field_mean', field.mean,
+                          f'one mean per channel (data.num_channels={c})')
+    mu, lam = field_half_moments(field, h, w)
+    unique, inverse = merge_modes(lam.ravel(), mu.real.ravel())
+    real = jax.dtypes.canonicalize_dtype(jnp.float64)
+    k = len(unique)
+    variables = {'mean': jnp.asarray(unique[:, 1], real),
+                 'spectrum': jnp.asarray(unique[:, 0].reshape(1, 1, -1), real)}
+    ctx = Context(sde, mode_score_fn(sde, variables), Identity(), jnp.zeros((2,), jnp.uint32),
+                  (1, 1, k), _no_batch_statistic, _no_batch_statistic)
+    probe = jnp.stack([jnp.zeros((1, 1, k), real), jnp.ones((1, 1, k), real)])
+    y, nfe, _ = jax.jit(lambda x: scan_loop(solver, ctx, grid, x))(probe)
+    y = np.asarray(y, np.float64).reshape(2, k)
+    b, a = y[0], y[1] - y[0]
+    prior_std = float(np.asarray(sde.prior_sampling(jnp.ones((1,), real)))[0])
+    m_t = float(_prior_alpha(sde)) * unique[:, 1] if mean_prior else 0.0
+    mean = (a * m_t + b)[inverse].reshape(lam.shape).astype(np.complex128)
+    var = (a**2 * prior_std**2)[inverse].reshape(lam.shape)
+    dist, mean_part = frechet_distance(mean, var, field, w)
+    return PopulationMoments(mean, var, lam, np.asarray(field.mean), dist, mean_part,
+                             band_ratios(var, field.spectrum(h, w)), int(np.asarray(nfe)[0]),
+                             grid.num_steps, w)
 
 
 def propagate(sde: SDE, grid: TimeGrid, field: GaussianField, precond: Preconditioner,
               solver: PredictorCorrector, image_shape: tuple[int, int, int],
-              layout: str = 'modes') -> PopulationMoments:
+              layout: str = 'modes', mean_prior: bool = False) -> PopulationMoments:
     """Propagate every mode's mean and variance from the prior through ``solver`` on ``grid``
-    (module docstring), in the ``layout`` 'modes' (default) or 'image'."""
+    (module docstring), in the ``layout`` 'modes' (default) or 'image'. ``mean_prior``:
+    x_T is shifted by alpha(T) mu (``sampling.prior='mean'``; modes layout)."""
     _check_parts(field, precond, solver)
     if layout not in LAYOUTS:
         raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
+    if mean_prior and layout != 'modes':
+        raise ValueError("the mean prior is propagated in the 'modes' layout only")
     h, w, c = (int(v) for v in image_shape)
     if field.num_channels != c:
         raise ConfigError('model.field_mean', field.mean,
@@ -306,7 +362,7 @@ def propagate(sde: SDE, grid: TimeGrid, field: GaussianField, precond: Precondit
                      'spectrum': per_mode(unique[:, 1])}
         mean, var, nfe = _propagate(sde, solver, layout, (1, 1, len(unique)), variables,
                                     ModeGain(per_mode(unique[:, 0])), grid.intervals(),
-                                    per_mode(wts))
+                                    per_mode(wts), mean_prior)
         mean = np.asarray(mean, np.float64).reshape(-1)[inverse].reshape(lam.shape)
         var = np.asarray(var, np.float64).reshape(-1)[inverse].reshape(lam.shape)
         mean = mean.astype(np.complex128)
@@ -334,6 +390,7 @@ def merge_modes(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --- the propagation ------------------------------------------------------------------------
 
 LAYOUTS = ('modes', 'image')
+DETERMINISTIC_METHODS = ('pf_euler', 'edm_heun', 'dpm_solver_2m')  # ODE solvers
 
 
 @struct.dataclass
@@ -403,8 +460,9 @@ def _apply(coef, mean, var):
     return a * mean + b, jnp.abs(a) ** 2 * var + noise_power
 
 
-@functools.partial(jax.jit, static_argnames=('sde', 'solver', 'layout', 'shape'))
-def _propagate(sde, solver, layout, shape, variables, precond, intervals, weights):
+@functools.partial(jax.jit, static_argnames=('sde', 'solver', 'layout', 'shape', 'mean_prior'))
+def _propagate(sde, solver, layout, shape, variables, precond, intervals, weights,
+               mean_prior=False):
     n = shape[0] * shape[1]
     dtype = variables['spectrum'].dtype
     if layout == 'image':
@@ -430,6 +488,8 @@ def _propagate(sde, solver, layout, shape, variables, precond, intervals, weight
     # The prior x_T = prior_sampling(M z).
     _, noise = _probe_batch(shape, [0], dtype)
     mean, var = _apply(coefficients(sde.prior_sampling(precond.noise(noise(0)))), 0.0, 0.0)
+    if mean_prior:  # sampling.prior='mean': x_T += alpha(T) mu (modes layout only)
+        mean = mean + _prior_alpha(sde) * variables['mean'].reshape(mean.shape)
 
     def corrector_step(e, x, t, index, noise, moments):
         if solver.corrector == 'ald':

@@ -225,3 +225,13 @@ def sde_from_config(config, num_scales: int | None = None) -> SDE:
 def base_sampling_eps(sde: SDE) -> float:
     """score_sde's smallest sampling time: 1e-5 for VE, 1e-3 for VP and subVP."""
     return 1e-5 if isinstance(sde, VESDE) else 1e-3
+
+
+def scale_and_sigma(sde: SDE, t: Array) -> tuple[Array, Array]:
+    """(alpha(t), sigma(t)) of the marginal x_t = alpha(t) (x_0 + sigma(t) z): alpha the mean
+    coefficient and sigma = std / alpha the noise-to-signal ratio (VE: alpha = 1, sigma(t);
+    VP: sigma^2 = 1 / alpha^2 - 1). EDM's x-hat = x / alpha has noise level sigma. ``t`` (B,)
+    or scalar; returns arrays of its shape."""
+    t = jnp.asarray(t)
+    alpha, std = sde.marginal_prob(jnp.ones_like(t), t)
+    return alpha, std / alpha

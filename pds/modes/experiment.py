@@ -12,7 +12,7 @@ import numpy as np
 from pds.method import precondition
 from pds.method.precondition import Preconditioner
 from pds.method.sde import SDE
-from pds.runtime.errors import ConfigError
+from pds.runtime.errors import ConfigError, check_choice
 from pds.sampling.grid import TimeGrid, sampling_schedule
 
 
@@ -27,6 +27,7 @@ class Experiment:
     field: Any = None  # the exact GaussianField, when the data distribution is one
     mixture: Any = None  # the exact GaussianMixtureField, when the data distribution is one
     checkpoint: dict | None = None  # network variables: {'path', 'step', 'source'}
+    prior_mean: np.ndarray | None = None  # (H, W, C) data mean of sampling.prior='mean'
 
 
 def image_shape(config) -> tuple[int, int, int]:
@@ -96,7 +97,23 @@ def experiment_from_config(config, workdir: str | None = None) -> Experiment:
     precond = preconditioner_from_config(config)
     builder, variables, field, checkpoint = score_model_from_config(config, workdir)
     return Experiment(sde, grid, image_shape(config), builder, variables, precond, field,
-                      experiment_mixture(config), checkpoint)
+                      experiment_mixture(config), checkpoint, prior_mean(config, field))
+
+
+PRIORS = ('score_sde', 'mean')
+
+
+def prior_mean(config, field) -> np.ndarray | None:
+    """The data mean (H, W, C) that ``sampling.prior='mean'`` adds to x_T (None for the
+    reference's 'score_sde' prior). The mean is known exactly for Gaussian-field data."""
+    prior = config.sampling.get('prior', 'score_sde')
+    check_choice('sampling.prior', prior, PRIORS)
+    if prior == 'score_sde':
+        return None
+    if field is None:
+        raise ConfigError('sampling.prior', prior, "'score_sde' for this data (the mean prior "
+                          "needs the data mean, known here for data.dataset='gaussian_field')")
+    return np.broadcast_to(np.asarray(field.mean, np.float32), image_shape(config)).copy()
 
 
 def experiment_mixture(config):

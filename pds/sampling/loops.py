@@ -35,8 +35,13 @@ class LoopResult(NamedTuple):
 
 
 def _counted_step(solver: Solver, ctx: Context, state, interval: Interval):
+    """(new state, score evaluations of the step): counted while tracing, or given by the
+    solver's ``step_nfe(interval)`` when its step evaluates the score a number of times that
+    depends on the interval (a ``lax.cond`` traces both branches)."""
     counted, calls = ctx.counting()
-    return solver.step(counted, state, interval), len(calls)
+    new = solver.step(counted, state, interval)
+    step_nfe = getattr(solver, 'step_nfe', None)
+    return new, (len(calls) if step_nfe is None else step_nfe(interval))
 
 
 def nonfinite_rows(state, batch: int) -> Array:

@@ -23,6 +23,8 @@ from pds.sampling.solver import register_solver
 
 @dataclasses.dataclass(frozen=True)
 class ProbabilityFlowEuler:
+    deterministic = True  # no noise after the prior draw (pds.analytic.moments uses it)
+
     def init(self, ctx: Context, x):
         return x
 

@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from pds.method.precondition import Preconditioner
-from pds.method.sde import SDE
+from pds.method.sde import SDE, scale_and_sigma
 from pds.runtime.mesh import DATA_AXIS, check_batch
 from pds.sampling.context import Context
 from pds.sampling.grid import TimeGrid
@@ -40,16 +40,22 @@ ScoreBuilder = Callable[[SDE, Any], Callable[[Array, Array], Array]]
 def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
                   image_shape: tuple[int, int, int], batch_size: int, mesh: Mesh,
                   solver: Solver, progress: Callable[[int], None] | None = None,
-                  progress_every: int = 0) -> Sampler:
+                  progress_every: int = 0, prior_mean: np.ndarray | None = None) -> Sampler:
     """The sampler ``sample(variables, precond, seed, offset) -> LoopResult``: x_0 of shape
     (batch_size, H, W, C), nfe and nonfinite_at (batch_size,), sharded over ``mesh`` on the
     batch axis.
     ``offset`` is the global index of the first example (round k of size B uses offset k B).
-    ``progress(i)`` is called on the host about every ``progress_every`` iterations."""
+    ``progress(i)`` is called on the host about every ``progress_every`` iterations.
+    ``prior_mean`` (H, W, C) (``sampling.prior='mean'``): x_T is shifted by alpha(T) mu, the
+    data mean carried to the prior's time."""
     local_b = check_batch('eval.batch_size', batch_size, mesh)
     max_steps = getattr(solver, 'max_steps', None)
     n = grid.num_steps if max_steps is None else int(max_steps(grid))
     every = progress_every if progress_every > 0 else max(1, n // 50)
+    shift = None
+    if prior_mean is not None:
+        alpha_T = scale_and_sigma(sde, jnp.float32(sde.T))[0]
+        shift = (alpha_T * jnp.asarray(prior_mean, jnp.float32))[None]
 
     def batch_mean(v):
         return jnp.mean(jax.lax.all_gather(v, DATA_AXIS, tiled=True))
@@ -66,6 +72,8 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
         ctx = Context(sde, score_builder(sde, variables), precond, keys, image_shape,
                       batch_mean, batch_any)
         x = sde.prior_sampling(precond.noise(draw(keys, image_shape, PRIOR_TAG)))
+        if shift is not None:
+            x = x + shift
 
         def on_step(i):
             due = (device == 0) & (((i + 1) % every == 0) | (i + 1 == n))

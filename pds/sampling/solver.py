@@ -10,8 +10,9 @@ evaluations per example. A solver that can finish early per example also defines
 ``done(ctx, state) -> (B,) bool``; the while loop then freezes finished examples (their
 state leaves must carry the batch on their leading axis) and stops when all are done.
 A solver that defines ``max_steps(grid) -> int`` runs in the while loop (at most that many
-steps), every other one in the scan. ``summary()`` is what run reports record of the
-solver's settings.
+steps), every other one in the scan. A solver whose step evaluates the score a number of
+times that depends on the interval defines ``step_nfe(interval) -> int32`` for the count.
+``summary()`` is what run reports record of the solver's settings.
 
 Solvers register under their ``sampling.method`` name with a builder
 ``from_config(config, sde) -> Solver`` (validating their own fields); adding a solver is one
@@ -48,7 +49,12 @@ register_solver = _REGISTRY.register
 
 
 def _register_solvers() -> None:
-    from pds.sampling import pc, pf_euler  # noqa: F401  (registration side effects)
+    from pds.sampling import (  # noqa: F401  (registration side effects)
+        dpm_solver,
+        edm,
+        pc,
+        pf_euler,
+    )
 
 
 def solver_names() -> tuple[str, ...]:

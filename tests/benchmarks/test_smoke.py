@@ -50,6 +50,7 @@ SCRIPTS = {
     'inception_throughput.py': ('result.json', []),
     'precondition_ffhq1024.py': ('result.json', []),
     'population_fd.py': ('result.json', []),
+    'ode_samplers.py': ('result.json', []),
     'cpu_layout_check.py': ('result.json', []),
 }
 
@@ -143,6 +144,14 @@ def test_population_fd(smoke):
     has(r, 'floor_50k', 'nfe_to_floor', 'rows', 'steps')
     assert r['smoke'] and {row['method'] for row in r['rows']} == set(r['nfe_to_floor'])
     assert all(row['frechet_distance'] >= 0 for row in r['rows'])
+
+
+def test_ode_samplers(smoke):
+    r = load(smoke.output('ode_samplers.py'))
+    has(r, 'floor_50k', 'nfe_to_floor', 'rows', 'image_size')
+    assert r['smoke'] and {row['method'] for row in r['rows']} == set(r['nfe_to_floor'])
+    assert {row['prior'] for row in r['rows']} == {'score_sde', 'mean'}
+    assert all(row['frechet_distance'] >= 0 and row['nfe'] > 0 for row in r['rows'])
 
 
 def test_gpu_check(smoke):

@@ -252,7 +252,7 @@ def test_population_moments_of_a_config():
 
 
 @pytest.mark.parametrize('field,value', [
-    ('model.name', 'ncsnpp'), ('sampling.method', 'pf_euler'),
+    ('model.name', 'ncsnpp'), ('sampling.method', 'unknown_solver'),
     ('sampling.predictor', 'unknown_predictor'), ('sampling.corrector', 'unknown_corrector'),
     ('sampling.pds.space_mask', 'stats')])
 def test_config_errors_name_the_field(field, value):

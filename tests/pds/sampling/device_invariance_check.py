@@ -1,5 +1,6 @@
 """Run by test_sampling.py in a subprocess with 4 host devices: every predictor/corrector pair,
-with PDS (frequency and space masks), and a while-loop solver whose examples take different
+with PDS (frequency and space masks), the ODE solvers (EDM Heun, DPM-Solver++(2M)) on their
+noise-level grids with the mean prior, and a while-loop solver whose examples take different
 step counts, on a 1-device and a 4-device mesh; prints 'identical'."""
 
 import itertools
@@ -34,6 +35,26 @@ for (pred, corr), sde in itertools.product(pairs, (VESDE(0.01, 20.0, 12), VPSDE(
         outs.append(np.asarray(s(v, p, seed=3, offset=16)))
     if not np.array_equal(outs[0], outs[1]):
         print('differ', pred, corr, type(sde).__name__, np.abs(outs[0] - outs[1]).max())
+        sys.exit(1)
+    assert np.all(np.isfinite(outs[0]))
+
+# The ODE solvers, with the mean prior (x_T shifted by alpha(T) mu), no preconditioner.
+from pds.method.precondition import Identity  # noqa: E402
+from pds.sampling.dpm_solver import DPMSolver2M  # noqa: E402
+from pds.sampling.edm import EDMHeun  # noqa: E402
+from pds.sampling.grid import noise_level_grid  # noqa: E402
+
+mu = np.broadcast_to(np.asarray(field.mean, np.float32), (H, W, C))
+for (solver, kind), sde in itertools.product(((EDMHeun(), 'karras'), (DPMSolver2M(), 'logsnr')),
+                                             (VESDE(0.01, 20.0, 12), VPSDE(N=24))):
+    outs = []
+    for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
+        grid = noise_level_grid(sde, 6, 1e-3, kind)
+        s = build_sampler(sde, grid, exact_score_fn, (H, W, C), B, mesh, solver, prior_mean=mu)
+        v, p = replicate(field.variables(H, W), mesh), replicate(Identity(), mesh)
+        outs.append(np.asarray(s(v, p, seed=3, offset=16)))
+    if not np.array_equal(outs[0], outs[1]):
+        print('differ', type(solver).__name__, type(sde).__name__)
         sys.exit(1)
     assert np.all(np.isfinite(outs[0]))
 

@@ -1,0 +1,145 @@
+"""The ODE solvers (EDM Heun, DPM-Solver++(2M), probability-flow Euler), the noise-level grids
+and the mean prior, against closed forms: the grids' noise levels, each solver's order of
+convergence measured on exact population moments (float64), the NFE count, agreement of the
+exact moments with sampled moments, and the configuration rules (no preconditioner in an
+ODE solver)."""
+
+import jax
+import numpy as np
+import pytest
+
+from configs.analytic import field_16
+from pds.analytic.fd import FourierMoments, expected_floor
+from pds.analytic.moments import population_moments
+from pds.method.sde import VESDE, VPSDE, subVPSDE
+from pds.modes.experiment import experiment_from_config
+from pds.modes.sample import sample_rounds
+from pds.runtime.errors import ConfigError
+from pds.sampling.grid import noise_level_grid, sigma_of_t
+from pds.sampling.solver import solver_from_config
+
+SOLVERS = {'pf_euler': ('logsnr', 1), 'edm_heun': ('karras', 2), 'dpm_solver_2m': ('logsnr', 2)}
+
+
+def ode_config(method: str, steps: int, sde: str = 'vesde', prior: str = 'mean'):
+    config = field_16.get_config()
+    config.sampling.precondition = 'none'
+    config.sampling.method = method
+    config.sampling.grid = SOLVERS[method][0]
+    config.sampling.steps = steps
+    config.sampling.prior = prior
+    config.training.sde = sde
+    return config
+
+
+def moments(method: str, steps: int, sde: str = 'vesde', prior: str = 'mean'):
+    config = ode_config(method, steps, sde, prior)
+    return population_moments(config, experiment_from_config(config))
+
+
+@pytest.mark.parametrize('sde', [VESDE(0.01, 348.0, 10), VPSDE(N=30), subVPSDE(N=30)])
+def test_noise_level_grids_follow_their_closed_forms(sde):
+    eps, n = 1e-3, 9
+    s_max, s_min = sigma_of_t(sde, np.array([1.0, eps]))
+    u = np.linspace(0, 1, n)
+    karras = noise_level_grid(sde, n, eps, 'karras', rho=7.0)
+    want = (s_max ** (1 / 7) + u * (s_min ** (1 / 7) - s_max ** (1 / 7))) ** 7
+    np.testing.assert_allclose(sigma_of_t(sde, karras.t), want, rtol=1e-4)
+    logsnr = noise_level_grid(sde, n, eps, 'logsnr')
+    np.testing.assert_allclose(np.log(sigma_of_t(sde, logsnr.t)), np.linspace(
+        np.log(s_max), np.log(s_min), n), atol=1e-4)
+    for grid in (karras, logsnr):
+        assert grid.t[0] == 1.0 and grid.t[-1] == np.float32(eps)
+        assert np.all(np.diff(grid.t) < 0) and np.all(np.diff(grid.index) <= 0)
+    if isinstance(sde, VESDE):  # sigma(t) is geometric: log-SNR uniform is t uniform
+        np.testing.assert_allclose(logsnr.t, np.linspace(1.0, eps, n), rtol=1e-5)
+
+
+@pytest.fixture
+def x64():
+    jax.config.update('jax_enable_x64', True)
+    yield
+    jax.config.update('jax_enable_x64', False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('sde', ['vesde', 'vpsde'])
+@pytest.mark.parametrize('method', list(SOLVERS))
+def test_each_solver_converges_at_its_order(x64, method, sde):
+    """Output moments at N = 32 ... 256 steps against N = 4096 (float64, so rounding stays
+    far below the truncation error): the error ratio e(N) / e(2N) tends to 2^p for a method
+    of order p (2^p (1 + O(1/N)); within 25% from N = 32). The last interval (sigma_min to 0)
+    is the same at every N and affine, so it scales the error without changing its order.
+    With the exact score, the fine solution lies below the 50k-sample floor."""
+    ref = moments(method, 4096, sde)
+    errs = []
+    for n in (32, 64, 128, 256):
+        m = moments(method, n, sde)
+        errs.append(np.abs(m.mean - ref.mean).max()
+                    + np.abs(np.sqrt(m.var) - np.sqrt(ref.var)).max())
+    ratios = np.array(errs[:-1]) / np.array(errs[1:])
+    order = SOLVERS[method][1]
+    assert np.all(np.abs(ratios / 2**order - 1) < 0.25), ratios
+    config = ode_config(method, 32, sde)
+    spectrum = experiment_from_config(config).field.spectrum(16, 16)
+    assert ref.frechet_distance < expected_floor(spectrum)
+
+
+def test_nfe_counts_of_the_solvers():
+    assert moments('edm_heun', 18).nfe == 35  # Heun: 2 per step, the last (to sigma 0) Euler
+    assert moments('dpm_solver_2m', 20).nfe == 20  # multistep: 1 per step
+    assert moments('pf_euler', 20).nfe == 20
+
+
+@pytest.mark.parametrize('method,steps', [('edm_heun', 6), ('dpm_solver_2m', 8)])
+def test_exact_moments_agree_with_the_sampler(method, steps):
+    """The sampler's unbiased FD over 128 samples estimates the ring-pooled FD that the exact
+    moments give: within 4 of its standard errors (a false alarm every ~16,000 runs)."""
+    config = ode_config(method, steps)
+    exp = experiment_from_config(config)
+    exact = population_moments(config, exp)
+    res = sample_rounds(exp, solver_from_config(config, exp.sde), config, 128, 64)
+    assert isinstance(res.moments, FourierMoments) and res.nfe == exact.nfe
+    h, w, _ = exp.image_shape
+    spectrum = exp.field.spectrum(h, w)
+    fd = res.moments.unbiased_frechet_distance(spectrum)
+    se = res.moments.unbiased_fd_standard_error(spectrum)
+    assert abs(fd - exact.ring_pooled_fd()) < 4 * se, (fd, se, exact.ring_pooled_fd())
+
+
+def test_the_mean_prior_removes_the_ode_offset():
+    """score_sde's VE prior has mean 0; an ODE carries that offset to the output's DC mode,
+    which the mean prior (x_T = mu + sigma_max z) removes."""
+    plain, mean = moments('dpm_solver_2m', 20, prior='score_sde'), moments('dpm_solver_2m', 20)
+    assert mean.frechet_distance < plain.frechet_distance
+    assert mean.mean_error_sq < 0.1 * plain.mean_error_sq
+
+
+@pytest.mark.parametrize('method', ['edm_heun', 'dpm_solver_2m', 'pf_euler'])
+def test_no_preconditioner_in_an_ode_solver(method):
+    config = ode_config(method, 4)
+    config.sampling.precondition = 'pds'
+    with pytest.raises(ConfigError, match=r'sampling.precondition.*ODE drift'):
+        solver_from_config(config, VESDE())
+
+
+@pytest.mark.parametrize('field,value,allowed', [('grid', 'cosine', 'karras'),
+                                                 ('rho', 0.0, '> 0'),
+                                                 ('prior', 'zero', 'mean')])
+def test_bad_grid_rho_and_prior(field, value, allowed):
+    config = ode_config('edm_heun', 4)
+    config.sampling[field] = value
+    with pytest.raises(ConfigError, match=rf'sampling.{field}.*{allowed}'):
+        experiment_from_config(config)
+
+
+def test_mean_prior_needs_a_known_data_mean():
+    from tests.pds.training.tiny_train_config import get_config
+
+    config = get_config()
+    config.data.dataset = 'npz'
+    config.sampling.precondition = 'none'
+    config.sampling.prior = 'mean'
+    config.sampling.allow_random_init = True
+    with pytest.raises(ConfigError, match=r"sampling\.prior='mean'"):
+        experiment_from_config(config)
