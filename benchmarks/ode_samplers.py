@@ -26,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.population_fd import load_config
-from benchmarks.smoke import add_smoke_flag, smoke_setup, write_json
+from benchmarks.smoke import add_smoke_flag, smoke_setup, write_report
 
 OUT = 'benchmarks/results/ode_samplers_ffhq256.json'
 # label -> (sampling.method, sampling.grid, prior, step counts)
@@ -98,10 +98,7 @@ def main() -> None:
         config.data.image_size = 16
     result = run(config, args.smoke)
     result['config'] = args.config
-    write_json(args.out, result)
-    with open(os.path.splitext(args.out)[0] + '.md', 'w') as f:
-        f.write(markdown(result))
-    print(markdown(result))
+    write_report(args.out, result, markdown(result))
 
 
 if __name__ == '__main__':

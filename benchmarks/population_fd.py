@@ -23,7 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.smoke import add_smoke_flag, smoke_setup, write_json
+from benchmarks.smoke import add_smoke_flag, smoke_setup, write_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,10 +98,7 @@ def main() -> None:
         args.alphas = args.alphas[:1]
     result = run(config, args.alphas)
     result.update(config=args.config, smoke=args.smoke)
-    write_json(args.out, result)
-    with open(os.path.splitext(args.out)[0] + '.md', 'w') as f:
-        f.write(markdown(result))
-    print(markdown(result))
+    write_report(args.out, result, markdown(result))
 
 
 if __name__ == '__main__':

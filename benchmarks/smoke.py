@@ -49,3 +49,11 @@ def write_json(path: str, result: dict, indent: int = 2) -> None:
     os.makedirs(folder, exist_ok=True)
     with open(path, 'w') as f:
         json.dump(result, f, indent=indent, default=float)
+
+
+def write_report(path: str, result: dict, markdown: str) -> None:
+    """``result`` as JSON at ``path``, ``markdown`` beside it (.md), and the markdown printed."""
+    write_json(path, result)
+    with open(os.path.splitext(path)[0] + '.md', 'w') as f:
+        f.write(markdown)
+    print(markdown)

@@ -21,6 +21,8 @@ import pytest
 
 from tests.paths import ROOT, jax_env
 
+pytestmark = pytest.mark.slow  # main.py subprocesses (2-9 s each): left out of `make test-fast`
+
 FIELD = os.path.join(ROOT, 'configs/analytic/field_16.py')
 TINY_TRAIN = os.path.join(ROOT, 'configs/tiny/ncsnpp_train.py')
 NETWORK = os.path.join(ROOT, 'configs/ve/gaussian_field_16_ncsnpp_small.py')
@@ -205,7 +207,6 @@ def test_failed_overwrite_leaves_the_training_run_byte_identical(tmp_path, args,
     assert tree_hash(workdir) == before
 
 
-@pytest.mark.slow
 def test_diverging_training_stops_and_restores_the_overwritten_run(tmp_path):
     """The new run starts (the old outputs set aside), its loss becomes non-finite before its
     first checkpoint: exit 1 naming the step, and the old run comes back unchanged."""
@@ -235,7 +236,6 @@ def test_network_without_checkpoint_needs_allow_random_init(tmp_path):
     assert provenance['source'].startswith('random initialisation') and provenance['step'] is None
 
 
-@pytest.mark.slow
 def test_all_nan_checkpoint_stops_the_sample_run(tmp_path):
     """A converted checkpoint whose parameters are all NaN: exit 1 naming round and
     iteration, no metrics.json, no sample files."""

@@ -35,14 +35,3 @@ def denoise(ctx: Context, x_hat: Array, alpha: Array, sigma: Array, t: Array) ->
     """D(x-hat; sigma) at time t (each (B,)): one score evaluation."""
     score = ctx.score_fn(bcast(alpha, x_hat) * x_hat, t)
     return x_hat + bcast(sigma**2 * alpha, x_hat) * score
-
-
-def check_no_preconditioner(config, method: str) -> None:
-    """A preconditioner may not enter an ODE solver's drift (M M^T there changes the
-    distribution the flow produces) nor EDM's churn noise."""
-    from pds.runtime.errors import ConfigError
-
-    if config.sampling.precondition != 'none':
-        raise ConfigError('sampling.precondition', config.sampling.precondition,
-                          f"'none' with sampling.method={method!r} (a preconditioner in an ODE "
-                          'drift changes the distribution the flow produces)')

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 
 from pds.method.sde import SDE, bcast
 from pds.sampling.context import Context
-from pds.sampling.denoiser import check_no_preconditioner, denoise, levels
+from pds.sampling.denoiser import denoise, levels
 from pds.sampling.grid import Interval
-from pds.sampling.solver import register_solver
+from pds.sampling.solver import register_solver, require_no_preconditioner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,5 +61,5 @@ class DPMSolver2M:
 
 @register_solver('dpm_solver_2m')
 def from_config(config, sde: SDE) -> DPMSolver2M:
-    check_no_preconditioner(config, 'dpm_solver_2m')
+    require_no_preconditioner(config, 'dpm_solver_2m')
     return DPMSolver2M()

@@ -23,9 +23,9 @@ import jax.numpy as jnp
 
 from pds.method.sde import SDE, bcast
 from pds.sampling.context import Context
-from pds.sampling.denoiser import check_no_preconditioner, denoise, levels
+from pds.sampling.denoiser import denoise, levels
 from pds.sampling.grid import Interval
-from pds.sampling.solver import register_solver
+from pds.sampling.solver import register_solver, require_no_preconditioner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,5 +61,5 @@ class EDMHeun:
 
 @register_solver('edm_heun')
 def from_config(config, sde: SDE) -> EDMHeun:
-    check_no_preconditioner(config, 'edm_heun')
+    require_no_preconditioner(config, 'edm_heun')
     return EDMHeun()

@@ -15,10 +15,9 @@ import dataclasses
 from typing import Any
 
 from pds.method.sde import SDE, bcast
-from pds.runtime.errors import ConfigError
 from pds.sampling.context import Context
 from pds.sampling.grid import Interval
-from pds.sampling.solver import register_solver
+from pds.sampling.solver import register_solver, require_no_preconditioner
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +42,5 @@ class ProbabilityFlowEuler:
 
 @register_solver('pf_euler')
 def from_config(config, sde: SDE) -> ProbabilityFlowEuler:
-    if config.sampling.precondition != 'none':
-        raise ConfigError('sampling.precondition', config.sampling.precondition,
-                          "'none' with sampling.method='pf_euler' (a preconditioner in an ODE "
-                          'drift changes the distribution the flow produces)')
+    require_no_preconditioner(config, 'pf_euler')
     return ProbabilityFlowEuler()

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import jax.numpy as jnp
 
 from pds.method.sde import SDE
+from pds.runtime.errors import ConfigError
 from pds.runtime.registry import Registry
 from pds.sampling.context import Context
 from pds.sampling.grid import Interval
@@ -55,6 +56,15 @@ def _register_solvers() -> None:
         pc,
         pf_euler,
     )
+
+
+def require_no_preconditioner(config, method: str) -> None:
+    """ConfigError unless ``sampling.precondition`` is 'none': a preconditioner may not enter
+    an ODE solver's drift (M M^T there changes the distribution the flow produces)."""
+    if config.sampling.precondition != 'none':
+        raise ConfigError('sampling.precondition', config.sampling.precondition,
+                          f"'none' with sampling.method={method!r} (a preconditioner in an ODE "
+                          'drift changes the distribution the flow produces)')
 
 
 def solver_names() -> tuple[str, ...]:

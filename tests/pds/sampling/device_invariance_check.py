@@ -45,8 +45,8 @@ from pds.sampling.edm import EDMHeun  # noqa: E402
 from pds.sampling.grid import noise_level_grid  # noqa: E402
 
 mu = np.broadcast_to(np.asarray(field.mean, np.float32), (H, W, C))
-for (solver, kind), sde in itertools.product(((EDMHeun(), 'karras'), (DPMSolver2M(), 'logsnr')),
-                                             (VESDE(0.01, 20.0, 12), VPSDE(N=24))):
+for solver, kind, sde in ((EDMHeun(), 'karras', VESDE(0.01, 20.0, 12)),
+                          (DPMSolver2M(), 'logsnr', VPSDE(N=24))):
     outs = []
     for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
         grid = noise_level_grid(sde, 6, 1e-3, kind)

@@ -812,10 +812,10 @@ def _case_convert_pth(tmp_path):
     return ['--mode=convert', f'--source={path}'], '--source', path
 
 
+@pytest.mark.slow  # main.py subprocesses (3-8 s each): left out of `make test-fast`
 @pytest.mark.parametrize('case', [
     _case_mask, _case_source_npz, _case_data_npz, _case_source_png, _case_ref_stats,
-    _case_inception_weights,
-    pytest.param(_case_convert_pth, marks=pytest.mark.slow),  # ~8 s: torch and orbax imports
+    _case_inception_weights, _case_convert_pth,
 ], ids=lambda f: f.__name__[6:])
 def test_main_one_error_line(tmp_path, case):
     args, field, path = case(tmp_path)
