@@ -3,7 +3,8 @@ population moments: quality against NFE, and the NFE each needs to reach the 50k
 
 Samplers (each with score_sde's prior, mean 0, and the mean prior x_T = alpha(T) mu + prior):
 probability-flow Euler on the ladder, EDM's Heun on Karras' rho-7 grid, DPM-Solver++(2M) on
-the log-SNR uniform grid; and the reference PC sampler (reverse diffusion + Langevin, no
+the log-SNR uniform grid (also with the Gaussian prior), DPM-Solver++(3M) with the mean prior;
+and the reference PC sampler (reverse diffusion + Langevin, no
 preconditioner) with the score_sde prior. With the exact score and no preconditioner every
 ODE solver is affine per Fourier mode, so its population moments are exact
 (``pds.analytic.moments.deterministic_moments``); the PC rows come from the same propagation
@@ -39,6 +40,8 @@ SAMPLERS = {
     'edm_heun_mean': ('edm_heun', 'karras', 'mean', ODE_STEPS),
     'dpm_solver_2m': ('dpm_solver_2m', 'logsnr', 'score_sde', ODE_STEPS),
     'dpm_solver_2m_mean': ('dpm_solver_2m', 'logsnr', 'mean', ODE_STEPS),
+    'dpm_solver_2m_gaussian': ('dpm_solver_2m', 'logsnr', 'gaussian', ODE_STEPS),
+    'dpm_solver_3m_mean': ('dpm_solver_3m', 'logsnr', 'mean', ODE_STEPS),
 }
 
 

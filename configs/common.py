@@ -66,8 +66,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     sampling.steps = config_dict.placeholder(int)  # set: overrides the iteration count
     sampling.grid = 'ladder'  # ladder (t uniform) | karras | logsnr (pds/sampling/grid.py)
     sampling.rho = 7.0  # the 'karras' grid's exponent
-    # x_T: 'score_sde' (the reference: the SDE's prior, mean 0) or 'mean' (the data mean
-    # carried to T, plus the prior's noise: x_T = alpha(T) mu + prior)
+    # x_T: 'score_sde' (the reference: the SDE's prior, mean 0), 'mean' (the data mean
+    # carried to T, plus the prior's noise: x_T = alpha(T) mu + prior) or 'gaussian' (also
+    # the data spectrum: the marginal at T of a Gaussian with the data's mean and spectrum)
     sampling.prior = 'score_sde'
     sampling.save_raw = False
     sampling.progress_every = 0  # 0: about 50 updates per run

@@ -275,11 +275,21 @@ def experiment_moments(exp, solver, layout: str = 'modes') -> PopulationMoments:
         raise ConfigError('model.name', 'a network score',
                           "'gaussian_field' (population moments need the exact score)")
     mean_prior = getattr(exp, 'prior_mean', None) is not None
+    gaussian_prior = getattr(exp, 'prior_spectrum', None) is not None
     if getattr(solver, 'deterministic', False):
         return deterministic_moments(exp.sde, exp.grid, exp.field, solver, exp.image_shape,
-                                     mean_prior)
+                                     mean_prior and not gaussian_prior, gaussian_prior)
+    if gaussian_prior:
+        raise ConfigError('sampling.prior', 'gaussian', "'score_sde' or 'mean' for the "
+                          'population moments of a stochastic sampler (the Gaussian prior is '
+                          'propagated for ODE solvers)')
     return propagate(exp.sde, exp.grid, exp.field, exp.precond, solver, exp.image_shape, layout,
                      mean_prior)
+
+
+def prior_marginal_std(sde: SDE) -> float:
+    """std(T) of the marginal x_T = alpha(T) x_0 + std(T) z."""
+    return float(sde.marginal_prob(jnp.ones(()), jnp.float32(sde.T))[1])
 
 
 def _prior_alpha(sde: SDE) -> Array:
@@ -288,16 +298,17 @@ def _prior_alpha(sde: SDE) -> Array:
 
 
 def deterministic_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver,
-                          image_shape: tuple[int, int, int], mean_prior: bool = False
-                          ) -> PopulationMoments:
+                          image_shape: tuple[int, int, int], mean_prior: bool = False,
+                          gaussian_prior: bool = False) -> PopulationMoments:
     """The moments of a solver that is deterministic after the prior draw (``deterministic``
     = True: an ODE solver) with the field's exact score and no preconditioner.
 
     Every step is then affine per mode and draws no noise, so the whole run is
     x_0(k) = A(k) x_T(k) + B(k): one run of THE SOLVER ITSELF (its ``scan_loop``, in the
     per-mode layout) on two probe rows, x_T = 0 (giving B) and x_T = 1 in every mode
-    (giving A + B), yields A and B; then m_0 = A m_T + B and V_0 = |A|^2 sigma_T^2 with the
-    prior's mean m_T (alpha(T) mu with the mean prior, else 0) and variance sigma_T^2.
+    (giving A + B), yields A and B; then m_0 = A m_T + B and V_0 = |A|^2 V_T with the
+    prior's mean m_T (alpha(T) mu with the mean or Gaussian prior, else 0) and variance V_T
+    (the prior's sigma_T^2; with the Gaussian prior the marginal's alpha(T)^2 lambda + std(T)^2).
     """
     from pds.sampling.loops import scan_loop
 
@@ -317,10 +328,14 @@ def deterministic_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver
     y, nfe, _ = jax.jit(lambda x: scan_loop(solver, ctx, grid, x))(probe)
     y = np.asarray(y, np.float64).reshape(2, k)
     b, a = y[0], y[1] - y[0]
-    prior_std = float(np.asarray(sde.prior_sampling(jnp.ones((1,), real)))[0])
-    m_t = float(_prior_alpha(sde)) * unique[:, 1] if mean_prior else 0.0
+    alpha_t = float(_prior_alpha(sde))
+    if gaussian_prior:
+        var_t = alpha_t**2 * unique[:, 0] + prior_marginal_std(sde) ** 2
+    else:
+        var_t = float(np.asarray(sde.prior_sampling(jnp.ones((1,), real)))[0]) ** 2
+    m_t = alpha_t * unique[:, 1] if (mean_prior or gaussian_prior) else 0.0
     mean = (a * m_t + b)[inverse].reshape(lam.shape).astype(np.complex128)
-    var = (a**2 * prior_std**2)[inverse].reshape(lam.shape)
+    var = (a**2 * var_t)[inverse].reshape(lam.shape)
     dist, mean_part = frechet_distance(mean, var, field, w)
     return PopulationMoments(mean, var, lam, np.asarray(field.mean), dist, mean_part,
                              band_ratios(var, field.spectrum(h, w)), int(np.asarray(nfe)[0]),
@@ -390,7 +405,7 @@ def merge_modes(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --- the propagation ------------------------------------------------------------------------
 
 LAYOUTS = ('modes', 'image')
-DETERMINISTIC_METHODS = ('pf_euler', 'edm_heun', 'dpm_solver_2m')  # ODE solvers
+DETERMINISTIC_METHODS = ('pf_euler', 'edm_heun', 'dpm_solver_2m', 'dpm_solver_3m')  # ODEs
 
 
 @struct.dataclass

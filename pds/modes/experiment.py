@@ -28,6 +28,7 @@ class Experiment:
     mixture: Any = None  # the exact GaussianMixtureField, when the data distribution is one
     checkpoint: dict | None = None  # network variables: {'path', 'step', 'source'}
     prior_mean: np.ndarray | None = None  # (H, W, C) data mean of sampling.prior='mean'
+    prior_spectrum: np.ndarray | None = None  # (H, W // 2 + 1, C) lambda, prior 'gaussian'
 
 
 def image_shape(config) -> tuple[int, int, int]:
@@ -96,24 +97,34 @@ def experiment_from_config(config, workdir: str | None = None) -> Experiment:
     sde, grid = sampling_schedule(config)
     precond = preconditioner_from_config(config)
     builder, variables, field, checkpoint = score_model_from_config(config, workdir)
+    mean, spectrum = prior_moments(config, field)
     return Experiment(sde, grid, image_shape(config), builder, variables, precond, field,
-                      experiment_mixture(config), checkpoint, prior_mean(config, field))
+                      experiment_mixture(config), checkpoint, mean, spectrum)
 
 
-PRIORS = ('score_sde', 'mean')
+PRIORS = ('score_sde', 'mean', 'gaussian')
 
 
-def prior_mean(config, field) -> np.ndarray | None:
-    """The data mean (H, W, C) that ``sampling.prior='mean'`` adds to x_T (None for the
-    reference's 'score_sde' prior). The mean is known exactly for Gaussian-field data."""
+def prior_moments(config, field) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(mean (H, W, C), half spectrum lambda (H, W // 2 + 1, C)) of ``sampling.prior``: both
+    None for the reference's 'score_sde' prior, the data mean for 'mean', and the data mean
+    and spectrum for 'gaussian' (x_T with the marginal's per-mode variance
+    alpha(T)^2 lambda + std(T)^2). Known exactly for Gaussian-field data."""
     prior = config.sampling.get('prior', 'score_sde')
     check_choice('sampling.prior', prior, PRIORS)
     if prior == 'score_sde':
-        return None
+        return None, None
+    if prior == 'gaussian' and config.sampling.precondition != 'none':
+        raise ConfigError('sampling.prior', prior, "'score_sde' or 'mean' with "
+                          "sampling.precondition='pds' (PDS colours x_T itself)")
     if field is None:
         raise ConfigError('sampling.prior', prior, "'score_sde' for this data (the mean prior "
                           "needs the data mean, known here for data.dataset='gaussian_field')")
-    return np.broadcast_to(np.asarray(field.mean, np.float32), image_shape(config)).copy()
+    h, w, _ = image_shape(config)
+    mean = np.broadcast_to(np.asarray(field.mean, np.float32), image_shape(config)).copy()
+    if prior == 'mean':
+        return mean, None
+    return mean, field.spectrum(h, w)[:, : w // 2 + 1].astype(np.float32)
 
 
 def experiment_mixture(config):

@@ -205,7 +205,7 @@ def compile_sampler(exp: Experiment, solver: Solver, config, batch_size: int, me
     sampler = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch_size,
                             mesh, solver, progress=bar,
                             progress_every=int(config.sampling.progress_every),
-                            prior_mean=exp.prior_mean)
+                            prior_mean=exp.prior_mean, prior_spectrum=exp.prior_spectrum)
     shapes = lambda tree: jax.tree_util.tree_map(  # compiled from shapes: nothing is copied
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated(mesh)), tree)
     seconds = sampler.compile(shapes(exp.variables), shapes(exp.precond))

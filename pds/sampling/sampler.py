@@ -40,19 +40,25 @@ ScoreBuilder = Callable[[SDE, Any], Callable[[Array, Array], Array]]
 def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
                   image_shape: tuple[int, int, int], batch_size: int, mesh: Mesh,
                   solver: Solver, progress: Callable[[int], None] | None = None,
-                  progress_every: int = 0, prior_mean: np.ndarray | None = None) -> Sampler:
+                  progress_every: int = 0, prior_mean: np.ndarray | None = None,
+                  prior_spectrum: np.ndarray | None = None) -> Sampler:
     """The sampler ``sample(variables, precond, seed, offset) -> LoopResult``: x_0 of shape
     (batch_size, H, W, C), nfe and nonfinite_at (batch_size,), sharded over ``mesh`` on the
     batch axis.
     ``offset`` is the global index of the first example (round k of size B uses offset k B).
     ``progress(i)`` is called on the host about every ``progress_every`` iterations.
     ``prior_mean`` (H, W, C) (``sampling.prior='mean'``): x_T is shifted by alpha(T) mu, the
-    data mean carried to the prior's time."""
+    data mean carried to the prior's time. ``prior_spectrum`` lambda (H, W // 2 + 1, C)
+    (``sampling.prior='gaussian'``): x_T's white draw z is coloured per orthonormal Fourier
+    mode to the marginal's variance alpha(T)^2 lambda + std(T)^2 (no preconditioner then)."""
     local_b = check_batch('eval.batch_size', batch_size, mesh)
     max_steps = getattr(solver, 'max_steps', None)
     n = grid.num_steps if max_steps is None else int(max_steps(grid))
     every = progress_every if progress_every > 0 else max(1, n // 50)
-    shift = None
+    shift = colour = None
+    if prior_spectrum is not None:
+        alpha_T, sigma_T = scale_and_sigma(sde, jnp.float32(sde.T))  # std(T) = alpha sigma
+        colour = alpha_T * jnp.sqrt(jnp.asarray(prior_spectrum, jnp.float32) + sigma_T**2)
     if prior_mean is not None:
         alpha_T = scale_and_sigma(sde, jnp.float32(sde.T))[0]
         shift = (alpha_T * jnp.asarray(prior_mean, jnp.float32))[None]
@@ -71,7 +77,12 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
         keys = example_keys(seed, offset + device * local_b + jnp.arange(local_b))
         ctx = Context(sde, score_builder(sde, variables), precond, keys, image_shape,
                       batch_mean, batch_any)
-        x = sde.prior_sampling(precond.noise(draw(keys, image_shape, PRIOR_TAG)))
+        z = draw(keys, image_shape, PRIOR_TAG)
+        if colour is None:
+            x = sde.prior_sampling(precond.noise(z))
+        else:
+            zf = jnp.fft.rfft2(z, axes=(1, 2), norm='ortho') * colour
+            x = jnp.fft.irfft2(zf, s=image_shape[:2], axes=(1, 2), norm='ortho')
         if shift is not None:
             x = x + shift
 

@@ -150,7 +150,7 @@ def test_ode_samplers(smoke):
     r = load(smoke.output('ode_samplers.py'))
     has(r, 'floor_50k', 'nfe_to_floor', 'rows', 'image_size')
     assert r['smoke'] and {row['method'] for row in r['rows']} == set(r['nfe_to_floor'])
-    assert {row['prior'] for row in r['rows']} == {'score_sde', 'mean'}
+    assert {row['prior'] for row in r['rows']} == {'score_sde', 'mean', 'gaussian'}
     assert all(row['frechet_distance'] >= 0 and row['nfe'] > 0 for row in r['rows'])
 
 

@@ -40,13 +40,13 @@ for (pred, corr), sde in itertools.product(pairs, (VESDE(0.01, 20.0, 12), VPSDE(
 
 # The ODE solvers, with the mean prior (x_T shifted by alpha(T) mu), no preconditioner.
 from pds.method.precondition import Identity  # noqa: E402
-from pds.sampling.dpm_solver import DPMSolver2M  # noqa: E402
+from pds.sampling.dpm_solver import DPMSolverPP  # noqa: E402
 from pds.sampling.edm import EDMHeun  # noqa: E402
 from pds.sampling.grid import noise_level_grid  # noqa: E402
 
 mu = np.broadcast_to(np.asarray(field.mean, np.float32), (H, W, C))
 for solver, kind, sde in ((EDMHeun(), 'karras', VESDE(0.01, 20.0, 12)),
-                          (DPMSolver2M(), 'logsnr', VPSDE(N=24))):
+                          (DPMSolverPP(3), 'logsnr', VPSDE(N=24))):
     outs = []
     for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
         grid = noise_level_grid(sde, 6, 1e-3, kind)
