@@ -46,11 +46,14 @@ class GaussianField:
         wk = wk / wk.mean()
         return wk[:, :, None] * np.asarray(self.variance, np.float64)[None, None, :]
 
+    def half_spectrum(self, h: int, w: int) -> np.ndarray:
+        """lambda on the rfft2 half spectrum (H, W // 2 + 1, C), float64."""
+        return self.spectrum(h, w)[:, : w // 2 + 1]
+
     def variables(self, h: int, w: int) -> dict[str, Array]:
         """Arrays the score needs: mean (C,) and the half spectrum (H, W // 2 + 1, C)."""
-        lam = self.spectrum(h, w)[:, : w // 2 + 1]
         return {'mean': jnp.asarray(self.mean, jnp.float32),
-                'spectrum': jnp.asarray(lam, jnp.float32)}
+                'spectrum': jnp.asarray(self.half_spectrum(h, w), jnp.float32)}
 
     def sample(self, rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
         """n exact samples (n, H, W, C), float64: mu + U^H sqrt(lambda) U z."""

@@ -73,7 +73,7 @@ from pds.analytic import fd
 from pds.analytic.gaussian_field import GaussianField, exact_score_fn
 from pds.method.pds_preconditioner import PDSPreconditioner
 from pds.method.precondition import Identity, Preconditioner
-from pds.method.sde import SDE, scale_and_sigma
+from pds.method.sde import SDE
 from pds.runtime.errors import ConfigError
 from pds.sampling.context import Context
 from pds.sampling.correctors import get_corrector, langevin_loop
@@ -182,7 +182,18 @@ def field_half_moments(field: GaussianField, h: int, w: int) -> tuple[np.ndarray
     """The field's own (mean, var) on the orthonormal half spectrum: mu sqrt(HW) at DC, lambda."""
     mean = np.zeros((h, w // 2 + 1, field.num_channels), np.complex128)
     mean[0, 0] = np.asarray(field.mean) * np.sqrt(h * w)
-    return mean, field.spectrum(h, w)[:, : w // 2 + 1]
+    return mean, field.half_spectrum(h, w)
+
+
+def _field_modes(field: GaussianField, image_shape: tuple[int, int, int]
+                 ) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(H, W, mean, var) of :func:`field_half_moments` for an image shape; ConfigError unless
+    the field has one mean per channel."""
+    h, w, c = (int(v) for v in image_shape)
+    if field.num_channels != c:
+        raise ConfigError('model.field_mean', field.mean,
+                          f'one mean per channel (data.num_channels={c})')
+    return (h, w, *field_half_moments(field, h, w))
 
 
 def frechet_distance(mean: np.ndarray, var: np.ndarray, field: GaussianField,
@@ -287,14 +298,10 @@ def experiment_moments(exp, solver, layout: str = 'modes') -> PopulationMoments:
                      mean_prior)
 
 
-def prior_marginal_std(sde: SDE) -> float:
-    """std(T) of the marginal x_T = alpha(T) x_0 + std(T) z."""
-    return float(sde.marginal_prob(jnp.ones(()), jnp.float32(sde.T))[1])
-
-
-def _prior_alpha(sde: SDE) -> Array:
-    """alpha(T), the marginal's mean coefficient at the prior's time."""
-    return scale_and_sigma(sde, jnp.float32(sde.T))[0]
+def prior_scales(sde: SDE) -> tuple[Array, Array]:
+    """(alpha(T), std(T)) of the marginal x_T = alpha(T) x_0 + std(T) z at the prior's time
+    (scalar arrays: usable inside a traced function)."""
+    return sde.marginal_prob(jnp.ones(()), jnp.float32(sde.T))
 
 
 def deterministic_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver,
@@ -312,11 +319,7 @@ def deterministic_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver
     """
     from pds.sampling.loops import scan_loop
 
-    h, w, c = (int(v) for v in image_shape)
-    if field.num_channels != c:
-        raise ConfigError('model.field_mean', field.mean,
-                          f'one mean per channel (data.num_channels={c})')
-    mu, lam = field_half_moments(field, h, w)
+    h, w, mu, lam = _field_modes(field, image_shape)
     unique, inverse = merge_modes(lam.ravel(), mu.real.ravel())
     real = jax.dtypes.canonicalize_dtype(jnp.float64)
     k = len(unique)
@@ -328,9 +331,9 @@ def deterministic_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver
     y, nfe, _ = jax.jit(lambda x: scan_loop(solver, ctx, grid, x))(probe)
     y = np.asarray(y, np.float64).reshape(2, k)
     b, a = y[0], y[1] - y[0]
-    alpha_t = float(_prior_alpha(sde))
+    alpha_t, std_t = (float(v) for v in prior_scales(sde))
     if gaussian_prior:
-        var_t = alpha_t**2 * unique[:, 0] + prior_marginal_std(sde) ** 2
+        var_t = alpha_t**2 * unique[:, 0] + std_t**2
     else:
         var_t = float(np.asarray(sde.prior_sampling(jnp.ones((1,), real)))[0]) ** 2
     m_t = alpha_t * unique[:, 1] if (mean_prior or gaussian_prior) else 0.0
@@ -353,15 +356,12 @@ def propagate(sde: SDE, grid: TimeGrid, field: GaussianField, precond: Precondit
         raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
     if mean_prior and layout != 'modes':
         raise ValueError("the mean prior is propagated in the 'modes' layout only")
-    h, w, c = (int(v) for v in image_shape)
-    if field.num_channels != c:
-        raise ConfigError('model.field_mean', field.mean,
-                          f'one mean per channel (data.num_channels={c})')
-    mu, lam = field_half_moments(field, h, w)
+    h, w, mu, lam = _field_modes(field, image_shape)
     weights = np.broadcast_to(half_weights(h, w)[:, :, None], lam.shape)
     if layout == 'image':
-        mean, var, nfe = _propagate(sde, solver, layout, (h, w, c), field.variables(h, w),
-                                    precond, grid.intervals(), jnp.asarray(weights, jnp.float32))
+        mean, var, nfe = _propagate(sde, solver, layout, (h, w, lam.shape[2]),
+                                    field.variables(h, w), precond, grid.intervals(),
+                                    jnp.asarray(weights, jnp.float32))
         mean, var = np.asarray(mean, np.complex128), np.asarray(var, np.float64)
     else:
         gain = getattr(precond, 'freq', None)
@@ -504,7 +504,7 @@ def _propagate(sde, solver, layout, shape, variables, precond, intervals, weight
     _, noise = _probe_batch(shape, [0], dtype)
     mean, var = _apply(coefficients(sde.prior_sampling(precond.noise(noise(0)))), 0.0, 0.0)
     if mean_prior:  # sampling.prior='mean': x_T += alpha(T) mu (modes layout only)
-        mean = mean + _prior_alpha(sde) * variables['mean'].reshape(mean.shape)
+        mean = mean + prior_scales(sde)[0] * variables['mean'].reshape(mean.shape)
 
     def corrector_step(e, x, t, index, noise, moments):
         if solver.corrector == 'ald':

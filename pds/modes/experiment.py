@@ -124,7 +124,7 @@ def prior_moments(config, field) -> tuple[np.ndarray | None, np.ndarray | None]:
     mean = np.broadcast_to(np.asarray(field.mean, np.float32), image_shape(config)).copy()
     if prior == 'mean':
         return mean, None
-    return mean, field.spectrum(h, w)[:, : w // 2 + 1].astype(np.float32)
+    return mean, field.half_spectrum(h, w).astype(np.float32)
 
 
 def experiment_mixture(config):

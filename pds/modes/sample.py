@@ -120,8 +120,9 @@ def sample_rounds(exp: Experiment, solver: Solver, config, num_samples: int,
             check_finite_round(k, r.index, distributed.local_rows(out.nonfinite_at)[1][keep],
                                exp, solver, config)
             counts['nfe_sum'] += int(r.nfe.sum())
-            counts['nfe_max'] = max([counts['nfe_max'], *r.nfe.tolist()])
-            counts['nfe_min'] = min([counts['nfe_min'], *r.nfe.tolist()])
+            if len(r.nfe):
+                counts['nfe_max'] = max(counts['nfe_max'], int(r.nfe.max()))
+                counts['nfe_min'] = min(counts['nfe_min'], int(r.nfe.min()))
             counts['clipped'] += int(np.count_nonzero((r.rows < low) | (r.rows > 1.0)))
             counts['values'] += r.rows.size
             if moments is not None and len(r.rows):

@@ -55,10 +55,11 @@ class DPMSolverPP:
     deterministic = True  # no noise after the prior draw (pds.analytic.moments uses it)
 
     def init(self, ctx: Context, x):
-        b = x.shape[0]
-        zeros = jnp.zeros((b,), x.dtype)
-        return {'x': x, 'd_prev': jnp.zeros_like(x), 'h_prev': zeros,
-                'd_prev2': jnp.zeros_like(x), 'h_prev2': zeros}
+        """x, and the last ``order - 1`` denoisers D and log-steps h (per example)."""
+        state = {'x': x, 'd_prev': jnp.zeros_like(x), 'h_prev': jnp.zeros(x.shape[:1], x.dtype)}
+        if self.order == 3:
+            state.update(d_prev2=state['d_prev'], h_prev2=state['h_prev'])
+        return state
 
     def step(self, ctx: Context, state, interval: Interval):
         x = state['x']
@@ -94,9 +95,11 @@ class DPMSolverPP:
                 return bcast(ratio, x) * x_hat + bcast(1.0 - ratio, x) * 0.5 * (d + d_n)
 
             x_hat_n = jax.lax.cond(first & (interval.t_next > 0), heun, lambda: x_hat_n)
-        return {'x': (bcast(a_n, x) * x_hat_n).astype(x.dtype), 'd_prev': d.astype(x.dtype),
-                'h_prev': h.astype(x.dtype), 'd_prev2': state['d_prev'],
-                'h_prev2': state['h_prev']}
+        new = {'x': (bcast(a_n, x) * x_hat_n).astype(x.dtype), 'd_prev': d.astype(x.dtype),
+               'h_prev': h.astype(x.dtype)}
+        if self.order == 3:
+            new.update(d_prev2=state['d_prev'], h_prev2=state['h_prev'])
+        return new
 
     def step_nfe(self, interval: Interval):
         heun = (self.order == 3) & (interval.iteration == 0) & (interval.t_next > 0)
