@@ -17,6 +17,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from pds.modes import config_checks
+from pds.modes.experiment import apply_tuned_alpha
 from pds.runtime import distributed, progress
 from pds.runtime.distributed import Launch
 from pds.runtime.errors import ConfigError, RunError
@@ -29,8 +30,10 @@ MODES = {
     'stats': 'pds.modes.stats',
     'eval': 'pds.modes.eval',
     'fid': 'pds.modes.fid',
+    'tune': 'pds.modes.tune',
 }
 SOURCE_MODES = ('convert', 'fid', 'stats')  # modes whose run() takes ``source``
+TUNED_MODES = ('sample', 'eval')  # modes that read sampling.pds.tuned's alpha table
 ONE_PROCESS_MODES = ('convert', 'fid')  # host-side tools: run them without --distributed
 
 FLAGS = flags.FLAGS
@@ -114,7 +117,10 @@ def main(argv):
         config_checks.check_config(FLAGS.config, FLAGS.mode)
         module = importlib.import_module(MODES[FLAGS.mode])
         extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
-        module.run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite, **extra)
+        config = FLAGS.config
+        if FLAGS.mode in TUNED_MODES:  # reports then show the alpha the run used
+            config = apply_tuned_alpha(config)
+        module.run(config, FLAGS.workdir, overwrite=FLAGS.overwrite, **extra)
     except ConfigError as err:
         progress.close_bars()  # the message starts on a fresh line
         distributed.abort(f'error: {err}', 2, grace=30.0)

@@ -28,7 +28,31 @@ def pds_sampling_fields() -> ml_collections.ConfigDict:
     # whole reverse drift; biased, it does not keep the marginals) or 'invariant'
     # (1/2 (I + M M^T) on the score term; keeps them). See pds/sampling/predictors.py.
     pds.predictor_form = 'reference'
+    # A table alpha*(N) written by --mode=tune (<workdir>/tune/alpha.json): when set, alpha is
+    # looked up for the run's iteration count (pds/method/tuned_alpha.py) and the value above
+    # is ignored; N between two tuned counts interpolates log alpha over log N.
+    pds.tuned = ''
     return pds
+
+
+def adaptive_sampling_fields() -> ml_collections.ConfigDict:
+    """The block ``sampling.adaptive`` of the error-controlled solvers (pds/sampling/adaptive*.py).
+
+    dopri5 (probability-flow ODE): rtol, atol (score_sde's ODE sampler: 1e-5 each).
+    adaptive_sde ("Gotta Go Fast"): eps_rel, eps_abs (None: one uint8 level of the data range,
+    1/255 for [0, 1] data, 2/255 with data.centered), exponent r in [0.5, 1] and h_init.
+    Both: safety (theta), max_steps (attempted steps per example; the while loop's bound).
+    """
+    adaptive = ml_collections.ConfigDict()
+    adaptive.rtol = 1e-5
+    adaptive.atol = 1e-5
+    adaptive.eps_rel = 0.01
+    adaptive.eps_abs = config_dict.placeholder(float)
+    adaptive.exponent = 0.9
+    adaptive.h_init = 0.01
+    adaptive.safety = 0.9
+    adaptive.max_steps = 10000
+    return adaptive
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -62,6 +86,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     sampling.snr = 0.16
     sampling.precondition = 'none'  # none | pds
     sampling.pds = pds_sampling_fields()
+    sampling.adaptive = adaptive_sampling_fields()  # dopri5, adaptive_sde
     sampling.speed_up = 1.0  # reference schedule: N = int(num_scales / speed_up)
     sampling.steps = config_dict.placeholder(int)  # set: overrides the iteration count
     sampling.grid = 'ladder'  # ladder (t uniform) | karras | logsnr (pds/sampling/grid.py)
@@ -70,6 +95,16 @@ def get_base_config() -> ml_collections.ConfigDict:
     # carried to T, plus the prior's noise: x_T = alpha(T) mu + prior) or 'gaussian' (also
     # the data spectrum: the marginal at T of a Gaussian with the data's mean and spectrum)
     sampling.prior = 'score_sde'
+    # sampling.method='edm_stochastic' (EDM, Karras et al. 2022, Algorithm 2; pds/sampling/edm.py):
+    # each step with noise level s_tmin <= sigma <= s_tmax (x-hat levels) first rises to
+    # sigma (1 + gamma), gamma = min(s_churn / N, sqrt(2) - 1), by fresh noise scaled by s_noise.
+    # EDM's defaults; EDM's README samples ImageNet-64 with 256 steps and s_churn=40,
+    # s_tmin=0.05, s_tmax=50, s_noise=1.003. s_churn 0 is edm_heun.
+    sampling.edm = edm = ml_collections.ConfigDict()
+    edm.s_churn = 0.0
+    edm.s_tmin = 0.0
+    edm.s_tmax = 1e6  # EDM's is inf; floats must be finite, and 1e6 exceeds every sigma_max
+    edm.s_noise = 1.0
     sampling.save_raw = False
     sampling.progress_every = 0  # 0: about 50 updates per run
     # a network config whose --workdir has no checkpoint: an error unless this is set
@@ -97,6 +132,16 @@ def get_base_config() -> ml_collections.ConfigDict:
     bench.spot_checks = ((20, 0.0), (40, 5.0))  # sampled (iterations, alpha; 0: baseline) cells
     bench.num_samples = 64  # per sampled cell
     bench.batch_size = 64
+
+    # --mode=tune (pds/modes/tune.py): alpha* per iteration count, by the bench's estimate
+    config.tune = tune = ml_collections.ConfigDict()
+    tune.steps = (20, 40, 66, 100, 133, 200, 333, 500, 666, 1000, 2000)
+    tune.alphas = (1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0, 200.0, 500.0,
+                   1000.0)
+    tune.refine = 8  # golden-section evaluations around the grid's best (population only)
+    tune.estimate = 'auto'  # as bench.estimate
+    tune.num_samples = 256  # per sampled cell
+    tune.batch_size = 64
 
     config.data = data = ml_collections.ConfigDict()
     data.dataset = 'CIFAR10'

@@ -7,7 +7,7 @@ after optional VAR=value assignments) and has arguments. The test fails when a c
 neither runnable nor listed, when a listed command is no longer in the READMEs, and when a
 run exits non-zero or leaves out its outputs. How a command is reduced:
 
-- ``python main.py ... --mode=sample|bench``: the README's flags with config overrides
+- ``python main.py ... --mode=sample|bench|tune``: the README's flags with config overrides
   (REDUCE; they replace the README's own values of the same fields, since a repeated tuple
   field accumulates): 2 iterations, 4 samples, 8 x 8 images, 4 images for the PDS mask, and
   for a score network a one-resolution nf=8 network (freshly initialised: the workdir is
@@ -84,13 +84,15 @@ NOT_RUNNABLE = {
 REDUCE = {
     'sample': {'eval.num_samples': '4', 'eval.batch_size': '4', 'sampling.steps': '2'},
     'bench': {'bench.steps': '(2,)', 'bench.num_samples': '4', 'bench.batch_size': '4'},
+    'tune': {'tune.steps': '(2,4)', 'tune.alphas': '(2.0,5.0)', 'tune.refine': '2'},
 }
 SMALL_DATA = {'data.image_size': '8', 'sampling.pds.num_stat_images': '4'}
 # a network config's workdir here holds no checkpoint (the README's holds a trained one):
 # a tiny network, freshly initialised (allowed explicitly)
 TINY_NETWORK = {'model.nf': '8', 'model.ch_mult': '(1,)', 'model.num_res_blocks': '0',
                 'model.attn_resolutions': '()', 'sampling.allow_random_init': 'True'}
-OUTPUTS = {'sample': 'metrics.json', 'bench': os.path.join('bench', 'quality.csv')}
+OUTPUTS = {'sample': 'metrics.json', 'bench': os.path.join('bench', 'quality.csv'),
+           'tune': os.path.join('tune', 'alpha.json')}
 # README placeholders in command lines, and what stands in for them.
 PLACEHOLDERS = {'--batch B': '--batch 2', '<file>': 'cpu_layout',
                 '<copy of the training workdir>': 'runs/trained_field16'}

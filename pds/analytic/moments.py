@@ -54,7 +54,9 @@ is then the large-sample limit of :meth:`pds.analytic.fd.FourierMoments.frechet_
 
 Covered: predictors reverse_diffusion, euler_maruyama (both ``predictor_form``\\ s),
 ancestral_sampling and none; correctors langevin, ald and none; any ``n_steps_each``; VE, VP
-and subVP SDEs; ``noise_removal`` (the output is then the last step's x_mean).
+and subVP SDEs; ``noise_removal`` (the output is then the last step's x_mean). The ODE
+solvers (:func:`deterministic_moments`) and EDM's stochastic sampler (:func:`stepwise_moments`)
+run in the per-mode layout without a preconditioner.
 """
 
 from __future__ import annotations
@@ -228,11 +230,11 @@ def check_config(config) -> None:
         raise ConfigError('model.name', config.model.name,
                           "'gaussian_field' (population moments need the exact score)")
     s = config.sampling
-    if s.method in DETERMINISTIC_METHODS:
+    if s.method in DETERMINISTIC_METHODS + STEPWISE_METHODS:
         return
     if s.method != 'pc':
         raise ConfigError('sampling.method', s.method,
-                          "'pc' or one of " + ', '.join(DETERMINISTIC_METHODS)
+                          "'pc' or one of " + ', '.join(DETERMINISTIC_METHODS + STEPWISE_METHODS)
                           + ' (population moments cover these samplers)')
     _check_steps(s.predictor, s.corrector)
     if s.precondition == 'pds' and s.pds.space_mask != '':
@@ -287,9 +289,11 @@ def experiment_moments(exp, solver, layout: str = 'modes') -> PopulationMoments:
                           "'gaussian_field' (population moments need the exact score)")
     mean_prior = getattr(exp, 'prior_mean', None) is not None
     gaussian_prior = getattr(exp, 'prior_spectrum', None) is not None
-    if getattr(solver, 'deterministic', False):
-        return deterministic_moments(exp.sde, exp.grid, exp.field, solver, exp.image_shape,
-                                     mean_prior and not gaussian_prior, gaussian_prior)
+    deterministic = getattr(solver, 'deterministic', False)
+    if deterministic or getattr(solver, 'stepwise_affine', False):
+        moments = deterministic_moments if deterministic else stepwise_moments
+        return moments(exp.sde, exp.grid, exp.field, solver, exp.image_shape,
+                       mean_prior and not gaussian_prior, gaussian_prior)
     if gaussian_prior:
         raise ConfigError('sampling.prior', 'gaussian', "'score_sde' or 'mean' for the "
                           'population moments of a stochastic sampler (the Gaussian prior is '
@@ -302,6 +306,69 @@ def prior_scales(sde: SDE) -> tuple[Array, Array]:
     """(alpha(T), std(T)) of the marginal x_T = alpha(T) x_0 + std(T) z at the prior's time
     (scalar arrays: usable inside a traced function)."""
     return sde.marginal_prob(jnp.ones(()), jnp.float32(sde.T))
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModeRuns:
+    """A field in the per-mode layout for the solver-run probes (:func:`deterministic_moments`,
+    :func:`stepwise_moments`): one channel per distinct (lambda, mu) mode (:func:`merge_modes`),
+    the exact score (:func:`mode_score_fn`), no preconditioner, and the prior's per-mode
+    moments."""
+
+    sde: SDE
+    field: GaussianField
+    w: int
+    lam: np.ndarray  # (H, W // 2 + 1, C) the field's half spectrum
+    inverse: np.ndarray  # (modes,) index of each mode's distinct row
+    variables: dict[str, Array]  # mode_score_fn's, K distinct modes
+    mean_t: np.ndarray  # (K,) the prior's mean per distinct mode
+    var_t: np.ndarray  # (K,) the prior's variance per distinct mode
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (1, 1, int(self.mean_t.shape[0]))
+
+    @property
+    def dtype(self):
+        return self.variables['spectrum'].dtype
+
+    def context(self, rows: int, noise_fn=None) -> Context:
+        """A Context for a probe batch of ``rows`` (``noise_fn``: the draws' replacement)."""
+        return Context(self.sde, mode_score_fn(self.sde, self.variables), Identity(),
+                       jnp.zeros((rows,), jnp.uint32), self.shape, _no_batch_statistic,
+                       _no_batch_statistic, noise_fn)
+
+    def result(self, mean: np.ndarray, var: np.ndarray, nfe: int,
+               iterations: int) -> PopulationMoments:
+        """The PopulationMoments of the output's per-distinct-mode (mean, var), each (K,)."""
+        as_half = lambda v: np.asarray(v, np.float64).reshape(-1)[self.inverse].reshape(
+            self.lam.shape)
+        mean, var = as_half(mean).astype(np.complex128), as_half(var)
+        dist, mean_part = frechet_distance(mean, var, self.field, self.w)
+        h = self.lam.shape[0]
+        return PopulationMoments(mean, var, self.lam, np.asarray(self.field.mean), dist,
+                                 mean_part, band_ratios(var, self.field.spectrum(h, self.w)),
+                                 int(nfe), iterations, self.w)
+
+
+def _mode_runs(sde: SDE, field: GaussianField, image_shape: tuple[int, int, int],
+               mean_prior: bool, gaussian_prior: bool) -> _ModeRuns:
+    """The per-mode layout and the prior x_T's moments: mean alpha(T) mu with the mean or
+    Gaussian prior (else 0), variance the prior's sigma_T^2 (with the Gaussian prior the
+    marginal's alpha(T)^2 lambda + std(T)^2)."""
+    _, w, mu, lam = _field_modes(field, image_shape)
+    unique, inverse = merge_modes(lam.ravel(), mu.real.ravel())
+    real = jax.dtypes.canonicalize_dtype(jnp.float64)
+    variables = {'mean': jnp.asarray(unique[:, 1], real),
+                 'spectrum': jnp.asarray(unique[:, 0].reshape(1, 1, -1), real)}
+    alpha_t, std_t = (float(v) for v in prior_scales(sde))
+    if gaussian_prior:
+        var_t = alpha_t**2 * unique[:, 0] + std_t**2
+    else:
+        var_t = np.full(len(unique), float(np.asarray(
+            sde.prior_sampling(jnp.ones((1,), real)))[0]) ** 2)
+    m_t = alpha_t * unique[:, 1] if (mean_prior or gaussian_prior) else np.zeros(len(unique))
+    return _ModeRuns(sde, field, w, lam, inverse, variables, m_t, var_t)
 
 
 def deterministic_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver,
@@ -319,30 +386,65 @@ def deterministic_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver
     """
     from pds.sampling.loops import scan_loop
 
-    h, w, mu, lam = _field_modes(field, image_shape)
-    unique, inverse = merge_modes(lam.ravel(), mu.real.ravel())
-    real = jax.dtypes.canonicalize_dtype(jnp.float64)
-    k = len(unique)
-    variables = {'mean': jnp.asarray(unique[:, 1], real),
-                 'spectrum': jnp.asarray(unique[:, 0].reshape(1, 1, -1), real)}
-    ctx = Context(sde, mode_score_fn(sde, variables), Identity(), jnp.zeros((2,), jnp.uint32),
-                  (1, 1, k), _no_batch_statistic, _no_batch_statistic)
-    probe = jnp.stack([jnp.zeros((1, 1, k), real), jnp.ones((1, 1, k), real)])
-    y, nfe, _ = jax.jit(lambda x: scan_loop(solver, ctx, grid, x))(probe)
-    y = np.asarray(y, np.float64).reshape(2, k)
+    runs = _mode_runs(sde, field, image_shape, mean_prior, gaussian_prior)
+    probe = jnp.stack([jnp.zeros(runs.shape, runs.dtype), jnp.ones(runs.shape, runs.dtype)])
+    y, nfe, _ = jax.jit(lambda x: scan_loop(solver, runs.context(2), grid, x))(probe)
+    y = np.asarray(y, np.float64).reshape(2, -1)
     b, a = y[0], y[1] - y[0]
-    alpha_t, std_t = (float(v) for v in prior_scales(sde))
-    if gaussian_prior:
-        var_t = alpha_t**2 * unique[:, 0] + std_t**2
-    else:
-        var_t = float(np.asarray(sde.prior_sampling(jnp.ones((1,), real)))[0]) ** 2
-    m_t = alpha_t * unique[:, 1] if (mean_prior or gaussian_prior) else 0.0
-    mean = (a * m_t + b)[inverse].reshape(lam.shape).astype(np.complex128)
-    var = (a**2 * var_t)[inverse].reshape(lam.shape)
-    dist, mean_part = frechet_distance(mean, var, field, w)
-    return PopulationMoments(mean, var, lam, np.asarray(field.mean), dist, mean_part,
-                             band_ratios(var, field.spectrum(h, w)), int(np.asarray(nfe)[0]),
-                             grid.num_steps, w)
+    return runs.result(a * runs.mean_t + b, a**2 * runs.var_t, np.asarray(nfe)[0],
+                       grid.num_steps)
+
+
+def stepwise_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver,
+                     image_shape: tuple[int, int, int], mean_prior: bool = False,
+                     gaussian_prior: bool = False) -> PopulationMoments:
+    """The moments of a solver whose state is x and whose every step, with the field's exact
+    score and no preconditioner, is affine per mode in x and the step's fresh draws
+    (``stepwise_affine`` = True: EDM's stochastic sampler):
+
+        X' = a(k) X + b(k) + sum_j c_j(k) Z_j,   m' = a m + b,   V' = a^2 V + sum_j c_j^2,
+
+    starting from the prior's moments (as :func:`deterministic_moments`). Each step of THE
+    SOLVER ITSELF runs once on the probe rows of :func:`propagate` in the per-mode layout:
+    x = 0 with zero draws (b), x = 1 in every mode (a + b) and, per noise slot j, x = 0 with
+    that draw 1 in every mode (c_j + b), the draws replaced through ``Context.noise_fn``. A
+    standard normal per channel of the (1, 1, K) layout is what white noise is per orthonormal
+    DFT mode, E|Z(k)|^2 = 1 (a complex mode's real and imaginary parts 1/2 each), so c^2 adds
+    to V = E|X - m|^2 as the noise power of :func:`propagate` does. The grid's steps run in
+    one jitted ``lax.scan``."""
+    runs = _mode_runs(sde, field, image_shape, mean_prior, gaussian_prior)
+    mean, var, nfe = _stepwise(solver, runs, grid.intervals())
+    return runs.result(mean, var, nfe, grid.num_steps)
+
+
+def _stepwise(solver, runs: _ModeRuns, intervals) -> tuple[Array, Array, int]:
+    """(mean, var) (1, 1, K) after every interval of ``intervals``, and the NFE."""
+    from pds.sampling.loops import _counted_step  # the loops' NFE count of one step
+
+    shape, dtype = runs.shape, runs.dtype
+    first = jax.tree_util.tree_map(lambda v: v[0], intervals)
+
+    def step(x, noise):
+        ctx = runs.context(x.shape[0], lambda interval, slot: noise(slot))
+        state = solver.init(ctx, x)
+        if state is not x:
+            raise ValueError(f'stepwise moments need a solver whose state is x, not '
+                             f'{type(solver).__name__}')
+        return solver.output(ctx, solver.step(ctx, state, first))
+
+    x, noise = _probe_batch(shape, _slots_used(step, shape, dtype), dtype)
+    ctx = runs.context(x.shape[0], lambda interval, slot: noise(slot))
+
+    def body(carry, interval):
+        m, v, nfe = carry
+        y, calls = _counted_step(solver, ctx, x, interval)
+        m, v = _apply(_coefficients(solver.output(ctx, y), 1), m, v)
+        return (m, v, nfe + calls), None
+
+    init = (jnp.asarray(runs.mean_t.reshape(shape), dtype),
+            jnp.asarray(runs.var_t.reshape(shape), dtype), jnp.zeros((), jnp.int32))
+    (mean, var, nfe), _ = jax.jit(lambda c: jax.lax.scan(body, c, intervals))(init)
+    return mean, var, int(nfe)
 
 
 def propagate(sde: SDE, grid: TimeGrid, field: GaussianField, precond: Preconditioner,
@@ -405,7 +507,9 @@ def merge_modes(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --- the propagation ------------------------------------------------------------------------
 
 LAYOUTS = ('modes', 'image')
-DETERMINISTIC_METHODS = ('pf_euler', 'edm_heun', 'dpm_solver_2m', 'dpm_solver_3m')  # ODEs
+DETERMINISTIC_METHODS = ('pf_euler', 'edm_heun', 'dpm_solver_2m', 'dpm_solver_3m',
+                         'ddim')  # ODEs
+STEPWISE_METHODS = ('edm_stochastic',)  # fresh noise every step, each step affine (x, z)
 
 
 @struct.dataclass
@@ -470,6 +574,15 @@ def _probe_batch(shape, slots, dtype):
     return x, noise
 
 
+def _coefficients(spec: Array, n: int) -> tuple[Array, Array, Array]:
+    """(A, B, sum_j |C_j|^2) from the (unnormalised) spectra of a probe batch's outputs (rows,
+    ...): row 0 is B, row 1 A + B, rows 2 + j C_j + B; B in the orthonormal convention (n
+    pixels per channel)."""
+    b = spec[0]
+    noise_power = jnp.sum(jnp.abs(spec[2:] - b) ** 2, axis=0)
+    return spec[1] - b, b / np.sqrt(n), noise_power
+
+
 def _apply(coef, mean, var):
     a, b, noise_power = coef
     return a * mean + b, jnp.abs(a) ** 2 * var + noise_power
@@ -489,10 +602,7 @@ def _propagate(sde, solver, layout, shape, variables, precond, intervals, weight
 
     def coefficients(y):
         """(A, B, sum_j |C_j|^2) from a probe batch's outputs y (rows, ...), B orthonormal."""
-        spec = spectrum(y)
-        b = spec[0]
-        noise_power = jnp.sum(jnp.abs(spec[2:] - b) ** 2, axis=0)
-        return spec[1] - b, b / np.sqrt(n), noise_power
+        return _coefficients(spectrum(y), n)
 
     ctx = Context(sde, score_fn, precond, jnp.zeros((3,), jnp.uint32), shape,
                   _no_batch_statistic, _no_batch_statistic)

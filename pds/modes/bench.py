@@ -37,8 +37,9 @@ import numpy as np
 
 from pds.analytic.fd import BANDS, FourierMoments, expected_floor
 from pds.analytic.moments import check_config, population_moments
+from pds.method import precondition
 from pds.method.precondition import Identity
-from pds.modes.experiment import Experiment, experiment_from_config
+from pds.modes.experiment import Experiment, experiment_from_config, prior_moments, stats_images
 from pds.modes.sample import count_rounds, sample_rounds
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
@@ -69,6 +70,7 @@ class Method:
         """A copy of ``config`` sampling with this method."""
         cfg = copy.deepcopy(config)
         cfg.sampling.precondition = 'none' if self.alpha is None else 'pds'
+        cfg.sampling.pds.tuned = ''  # this method's alpha, not a tuned table's
         if self.alpha is not None:
             cfg.sampling.pds.alpha = self.alpha
             cfg.sampling.pds.predictor_form = self.form
@@ -121,13 +123,18 @@ def methods(config, estimate: str) -> list[Method]:
     return [Method(None), *(Method(a) for a in alphas), Method(alpha, 'invariant')]
 
 
-def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
-    outputs.prepare_workdir(workdir)
+def check_known_distribution(config, mode: str) -> None:
+    """ConfigError unless the data distribution is known exactly (the FD needs it)."""
     if config.data.dataset not in ('gaussian_field', 'gaussian_mixture'):
         raise ConfigError('data.dataset', config.data.dataset,
-                          "'gaussian_field' or 'gaussian_mixture' for --mode=bench (the exact "
+                          f"'gaussian_field' or 'gaussian_mixture' for {mode} (the exact "
                           'Frechet distance needs the true distribution; the score may be exact '
                           'or a trained network)')
+
+
+def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
+    outputs.prepare_workdir(workdir)
+    check_known_distribution(config, '--mode=bench')
     steps = ladder(config)
     estimate = choose_estimate(config)
     curves = methods(config, estimate)
@@ -188,30 +195,51 @@ class Experiments:
         pds = experiment_from_config(Method(alpha).configure(config), workdir)
         self.base = dataclasses.replace(pds, precond=Identity())
         self._precond = {alpha: pds.precond}
+        self._images: dict[int, np.ndarray] = {}
+
+    def _stats_images(self, n: int) -> np.ndarray:
+        """The mask statistics' images, drawn or loaded once for every alpha."""
+        if n not in self._images:
+            self._images[n] = stats_images(self.config, n)
+        return self._images[n]
 
     def get(self, method: Method, steps: int) -> tuple[Experiment, object]:
         cfg = method.configure(self.config)
         cfg.sampling.steps = steps
+        return self.for_config(cfg), cfg
+
+    def for_config(self, cfg) -> Experiment:
+        """The experiment of ``cfg``, a variant of the bench's config in its sampling fields
+        (steps, grid, prior, preconditioner): the score model and field are shared, the
+        PDS preconditioner is built once per alpha."""
         exp = self.base
-        if method.alpha is not None:
-            if method.alpha not in self._precond:
-                self._precond[method.alpha] = experiment_from_config(cfg, self.workdir).precond
-            exp = dataclasses.replace(exp, precond=self._precond[method.alpha])
+        if cfg.sampling.precondition != 'none':
+            alpha = float(cfg.sampling.pds.alpha)
+            if alpha not in self._precond:
+                self._precond[alpha] = precondition.preconditioner_from_config(
+                    cfg, exp.image_shape, self._stats_images)
+            exp = dataclasses.replace(exp, precond=self._precond[alpha])
         sde, grid = sampling_schedule(cfg)
-        return dataclasses.replace(exp, sde=sde, grid=grid), cfg
+        mean, spectrum = prior_moments(cfg, exp.field)
+        return dataclasses.replace(exp, sde=sde, grid=grid, prior_mean=mean,
+                                   prior_spectrum=spectrum)
 
 
-def _base_row(method: Method, n: int, nfe, estimate: str) -> dict:
-    return {'iterations': n, 'nfe': nfe, 'method': method.label, 'alpha': method.alpha,
-            'predictor_form': method.form if method.alpha is not None else '',
-            'estimate': estimate}
+def _base_row(method: Method, n: int) -> dict:
+    return {'iterations': n, 'method': method.label, 'alpha': method.alpha,
+            'predictor_form': method.form if method.alpha is not None else ''}
 
 
 def population_cell(config, experiments: Experiments, method: Method, n: int) -> dict:
     exp, cfg = experiments.get(method, n)
+    return {**_base_row(method, n), **population_fields(cfg, exp)}
+
+
+def population_fields(cfg, exp: Experiment) -> dict:
+    """The population FD of the sampler ``cfg`` on ``exp`` (exact moments) and its report."""
     t0 = time.perf_counter()
     pm = population_moments(cfg, exp)
-    return {**_base_row(method, n, pm.nfe, 'population'),
+    return {'nfe': pm.nfe, 'estimate': 'population',
             'frechet_distance': pm.frechet_distance, 'frechet_distance_se': 0.0,
             'frechet_distance_plugin': None, 'ring_pooled_fd': pm.ring_pooled_fd(),
             **{f'variance_ratio_{b}': pm.band_ratios[b] for b in BANDS},
@@ -233,10 +261,16 @@ def target_moments(exp: Experiment) -> tuple[np.ndarray, np.ndarray]:
 def sampled_cell(config, experiments: Experiments, method: Method, n: int, num: int,
                  batch: int) -> dict:
     exp, cfg = experiments.get(method, n)
+    fields = sampled_fields(cfg, exp, num, batch, f'{method.label} {n} it')
+    return {**_base_row(method, n), **fields}
+
+
+def sampled_fields(cfg, exp: Experiment, num: int, batch: int, desc: str) -> dict:
+    """The unbiased FD +- its standard error of ``num`` samples of the sampler ``cfg`` on
+    ``exp`` (and the mixture weights they recover, on the mixture), with the report."""
     rows: list[np.ndarray] = []
     keep = (lambda r: rows.append(r.rows)) if exp.mixture is not None else None
-    res = sample_rounds(exp, solver_from_config(cfg, exp.sde), cfg, num, batch, keep,
-                        desc=f'{method.label} {n} it')
+    res = sample_rounds(exp, solver_from_config(cfg, exp.sde), cfg, num, batch, keep, desc=desc)
     mean, spectrum = target_moments(exp)
     extra = {}
     moments = res.moments
@@ -250,7 +284,7 @@ def sampled_cell(config, experiments: Experiments, method: Method, n: int, num: 
         extra = {'mixture_weights': report['weights'],
                  'mixture_weights_z_max': float(np.max(np.abs(report['weights_z'])))}
     summary = moments.summary(spectrum)
-    return {**_base_row(method, n, res.nfe, 'sampled'), **extra,
+    return {'nfe': res.nfe, 'nfe_max': res.nfe_max, 'estimate': 'sampled', **extra,
             'frechet_distance': summary['frechet_distance_unbiased'],
             'frechet_distance_se': moments.unbiased_fd_standard_error(spectrum),
             'frechet_distance_plugin': summary['frechet_distance'],

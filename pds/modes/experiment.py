@@ -3,17 +3,18 @@ variables, preconditioner, image shape. Run modes (sample, bench, eval) start fr
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from pds.method import precondition
+from pds.method import precondition, tuned_alpha
 from pds.method.precondition import Preconditioner
 from pds.method.sde import SDE
 from pds.runtime.errors import ConfigError, check_choice
-from pds.sampling.grid import TimeGrid, sampling_schedule
+from pds.sampling.grid import TimeGrid, num_iterations, sampling_schedule
 
 
 @dataclasses.dataclass
@@ -93,7 +94,25 @@ def score_model_from_config(config, workdir: str | None = None):
     return builder, variables, field, checkpoint
 
 
+def apply_tuned_alpha(config):
+    """``config`` with the alpha of ``sampling.pds.tuned``'s table for its iteration count
+    (:mod:`pds.method.tuned_alpha`; a copy, the preconditioner off where the table says so),
+    or ``config`` itself when no table is set or no preconditioner used. Idempotent."""
+    path = config.sampling.pds.get('tuned', '') if 'pds' in config.sampling else ''
+    if not path or config.sampling.precondition != 'pds':
+        return config
+    steps, alphas = tuned_alpha.read_table(path)
+    alpha = tuned_alpha.alpha_for(steps, alphas, num_iterations(config)[0], path)
+    out = copy.deepcopy(config)
+    if alpha is None:
+        out.sampling.precondition = 'none'
+    else:
+        out.sampling.pds.alpha = alpha
+    return out
+
+
 def experiment_from_config(config, workdir: str | None = None) -> Experiment:
+    config = apply_tuned_alpha(config)
     sde, grid = sampling_schedule(config)
     precond = preconditioner_from_config(config)
     builder, variables, field, checkpoint = score_model_from_config(config, workdir)

@@ -248,6 +248,8 @@ def sampler_summary(config, exp: Experiment, solver: Solver) -> dict:
     if s.precondition == 'pds':
         out['pds'] = {k: s.pds[k] for k in ('alpha', 'freq_mask', 'space_mask', 'transform',
                                             'predictor_form')}
+        if s.pds.get('tuned', ''):
+            out['pds']['tuned'] = s.pds.tuned  # the alpha above is the table's for this N
     return out
 
 

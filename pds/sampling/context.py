@@ -31,6 +31,9 @@ class Context:
     image_shape: tuple[int, int, int]  # (H, W, C)
     batch_mean: Callable[[Array], Array]  # (B_local,) -> scalar mean over the global batch
     batch_any: Callable[[Array], Array]  # (B_local,) bool -> scalar: any over the global batch
+    # noise_fn(interval, slot) replaces the random draws (pds.analytic.moments probes a step
+    # with chosen noise rows); None: each example's own stream
+    noise_fn: Callable[[Interval, int], Array] | None = None
 
     @property
     def local_batch(self) -> int:
@@ -38,6 +41,8 @@ class Context:
 
     def noise(self, interval: Interval, slot: int) -> Array:
         """The slot-th standard normal draw of this iteration, one per example."""
+        if self.noise_fn is not None:
+            return self.noise_fn(interval, slot)
         return draw(self.keys, self.image_shape, interval.iteration + 1, slot)
 
     def times(self, t: Array) -> Array:

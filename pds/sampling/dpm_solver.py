@@ -1,5 +1,6 @@
 """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): a multistep, data-prediction solver of the
-probability-flow ODE (``sampling.method='dpm_solver_2m'``).
+probability-flow ODE (``sampling.method='dpm_solver_2m'``), and its first-order member DDIM
+(``sampling.method='ddim'``).
 
 In x-hat with noise level sigma (:mod:`pds.sampling.denoiser`) and lambda = -log sigma, the
 exact solution from sigma to sigma_n with the denoiser D held constant is
@@ -10,8 +11,10 @@ and the 2M step replaces D by the linear extrapolation over lambda of this and t
 step's denoiser: D' = (1 + 1 / (2 r)) D_i - 1 / (2 r) D_{i-1}, r = h_{i-1} / h_i,
 h = lambda_n - lambda = log(sigma / sigma_n). The first step is first order (no D_{i-1}
 yet; DPM-Solver++(1) = DDIM), and so is the last, which ends at the data (sigma_n = 0:
-x-hat_n = D). One score evaluation per step; second order. The state carries D_{i-1} and
-h_{i-1} per example. Use it with ``sampling.grid='logsnr'`` (log-SNR uniform, its paper's
+x-hat_n = D). One score evaluation per step; second order. DPM-Solver++(1) takes that
+first-order step every time: DDIM (Song, Meng and Ermon 2021, eta = 0; one evaluation per
+step, first order, the state x alone). The 2M state also carries D_{i-1} and h_{i-1} per
+example. Use it with ``sampling.grid='logsnr'`` (log-SNR uniform, its paper's
 choice) or any other grid. Deterministic after the prior draw; no preconditioner may enter it.
 
 DPM-Solver++(3M) (``sampling.method='dpm_solver_3m'``) adds the second divided difference of
@@ -49,13 +52,15 @@ from pds.sampling.solver import register_solver, require_no_preconditioner
 
 @dataclasses.dataclass(frozen=True)
 class DPMSolverPP:
-    """DPM-Solver++ of multistep order 2 or 3 (module docstring)."""
+    """DPM-Solver++ of multistep order 1 (DDIM), 2 or 3 (module docstring)."""
 
     order: int = 2
     deterministic = True  # no noise after the prior draw (pds.analytic.moments uses it)
 
     def init(self, ctx: Context, x):
         """x, and the last ``order - 1`` denoisers D and log-steps h (per example)."""
+        if self.order == 1:
+            return {'x': x}
         state = {'x': x, 'd_prev': jnp.zeros_like(x), 'h_prev': jnp.zeros(x.shape[:1], x.dtype)}
         if self.order == 3:
             state.update(d_prev2=state['d_prev'], h_prev2=state['h_prev'])
@@ -70,10 +75,14 @@ class DPMSolverPP:
         h = jnp.log(s / jnp.where(last, 1.0, s_n))  # (unused when last)
         i = interval.iteration
         first = i == 0
-        r = state['h_prev'] / h
-        k = jnp.where(first | last, 0.0, 1.0 / (2.0 * jnp.where(first, 1.0, r)))
-        d_ext = d + bcast(k, x) * (d - state['d_prev'])  # (1 + k) D_i - k D_{i-1}
+        d_ext = d  # DDIM (order 1): D itself
+        if self.order > 1:
+            r = state['h_prev'] / h
+            k = jnp.where(first | last, 0.0, 1.0 / (2.0 * jnp.where(first, 1.0, r)))
+            d_ext = d + bcast(k, x) * (d - state['d_prev'])  # (1 + k) D_i - k D_{i-1}
         x_hat_n = bcast(ratio, x) * x_hat + bcast(1.0 - ratio, x) * d_ext
+        if self.order == 1:
+            return {'x': (bcast(a_n, x) * x_hat_n).astype(x.dtype)}
         if self.order == 3:
             third = (i >= 2) & ~last
             safe = lambda v: jnp.where(third, v, 1.0)
@@ -109,7 +118,7 @@ class DPMSolverPP:
         return state['x']
 
     def summary(self) -> dict[str, Any]:
-        return {'method': f'dpm_solver_{self.order}m'}
+        return {'method': 'ddim' if self.order == 1 else f'dpm_solver_{self.order}m'}
 
 
 @register_solver('dpm_solver_2m')
@@ -122,3 +131,9 @@ def from_config(config, sde: SDE) -> DPMSolverPP:
 def from_config_3m(config, sde: SDE) -> DPMSolverPP:
     require_no_preconditioner(config, 'dpm_solver_3m')
     return DPMSolverPP(3)
+
+
+@register_solver('ddim')
+def from_config_ddim(config, sde: SDE) -> DPMSolverPP:
+    require_no_preconditioner(config, 'ddim')
+    return DPMSolverPP(1)

@@ -2,7 +2,8 @@
 
 Both return a :class:`LoopResult`: x_0; nfe (B,) int32, the score evaluations each example
 used, counted by the loop (a step is traced once with a counting score function, so the count
-is exact and costs nothing at run time); and nonfinite_at (B,) int32, the first iteration after
+is exact and costs nothing at run time; so is ``output``, which may end with a denoising
+evaluation); and nonfinite_at (B,) int32, the first iteration after
 which the example's state held a NaN or infinity (-1: never), a flag carried in the loop.
 
 - :func:`scan_loop`: a fixed-length ``lax.scan`` over every interval of a time grid.
@@ -44,6 +45,12 @@ def _counted_step(solver: Solver, ctx: Context, state, interval: Interval):
     return new, (len(calls) if step_nfe is None else step_nfe(interval))
 
 
+def _counted_output(solver: Solver, ctx: Context, state) -> tuple[Array, int]:
+    """(x_0, score evaluations of ``solver.output``: a final denoising step, say)."""
+    counted, calls = ctx.counting()
+    return solver.output(counted, state), len(calls)
+
+
 def nonfinite_rows(state, batch: int) -> Array:
     """(batch,) bool: the example's part of any floating leaf (leading axis ``batch``) holds
     a NaN or infinity."""
@@ -75,7 +82,8 @@ def scan_loop(solver: Solver, ctx: Context, grid: TimeGrid, x: Array,
     b = ctx.local_batch
     init = (solver.init(ctx, x), jnp.zeros((b,), jnp.int32), _no_mark(b))
     (state, nfe, bad_at), _ = jax.lax.scan(body, init, grid.intervals())
-    return LoopResult(solver.output(ctx, state), nfe, bad_at)
+    x, calls = _counted_output(solver, ctx, state)
+    return LoopResult(x, nfe + calls, bad_at)
 
 
 def _interval_at(intervals: Interval | None, i: Array) -> Interval:
@@ -130,4 +138,5 @@ def while_loop(solver: Solver, ctx: Context, x: Array, max_steps: int,
     init = (jnp.zeros((), jnp.int32), solver.init(ctx, x), jnp.zeros((b,), jnp.int32),
             _no_mark(b))
     _, state, nfe, bad_at = jax.lax.while_loop(cond, body, init)
-    return LoopResult(solver.output(ctx, state), nfe, bad_at)
+    x, calls = _counted_output(solver, ctx, state)
+    return LoopResult(x, nfe + calls, bad_at)

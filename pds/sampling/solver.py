@@ -12,6 +12,7 @@ state leaves must carry the batch on their leading axis) and stops when all are 
 A solver that defines ``max_steps(grid) -> int`` runs in the while loop (at most that many
 steps), every other one in the scan. A solver whose step evaluates the score a number of
 times that depends on the interval defines ``step_nfe(interval) -> int32`` for the count.
+``output`` may evaluate the score too (a final denoising step); the loops count those calls.
 ``summary()`` is what run reports record of the solver's settings.
 
 Solvers register under their ``sampling.method`` name with a builder
@@ -51,6 +52,8 @@ register_solver = _REGISTRY.register
 
 def _register_solvers() -> None:
     from pds.sampling import (  # noqa: F401  (registration side effects)
+        adaptive_ode,
+        adaptive_sde,
         dpm_solver,
         edm,
         pc,
@@ -58,13 +61,16 @@ def _register_solvers() -> None:
     )
 
 
-def require_no_preconditioner(config, method: str) -> None:
+ODE_REASON = 'a preconditioner in an ODE drift changes the distribution the flow produces'
+
+
+def require_no_preconditioner(config, method: str, reason: str = ODE_REASON) -> None:
     """ConfigError unless ``sampling.precondition`` is 'none': a preconditioner may not enter
-    an ODE solver's drift (M M^T there changes the distribution the flow produces)."""
+    an ODE solver's drift (M M^T there changes the distribution the flow produces), nor
+    whatever else ``reason`` names."""
     if config.sampling.precondition != 'none':
         raise ConfigError('sampling.precondition', config.sampling.precondition,
-                          f"'none' with sampling.method={method!r} (a preconditioner in an ODE "
-                          'drift changes the distribution the flow produces)')
+                          f"'none' with sampling.method={method!r} ({reason})")
 
 
 def solver_names() -> tuple[str, ...]:

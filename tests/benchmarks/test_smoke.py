@@ -51,6 +51,7 @@ SCRIPTS = {
     'precondition_ffhq1024.py': ('result.json', []),
     'population_fd.py': ('result.json', []),
     'ode_samplers.py': ('result.json', []),
+    'adaptive_solvers.py': ('result.json', []),
     'cpu_layout_check.py': ('result.json', []),
 }
 
@@ -152,6 +153,16 @@ def test_ode_samplers(smoke):
     assert r['smoke'] and {row['method'] for row in r['rows']} == set(r['nfe_to_floor'])
     assert {row['prior'] for row in r['rows']} == {'score_sde', 'mean', 'gaussian'}
     assert all(row['frechet_distance'] >= 0 and row['nfe'] > 0 for row in r['rows'])
+
+
+def test_adaptive_solvers(smoke):
+    r = load(smoke.output('adaptive_solvers.py'))
+    has(r, 'image_size', 'samples', 'rows')
+    assert r['smoke'] and {row['solver'] for row in r['rows']} == {
+        'dopri5', 'adaptive_sde', 'adaptive_sde_pds'}
+    for row in r['rows']:
+        has(row, 'nfe_mean', 'nfe_max', 'frechet_distance_unbiased', 'standard_error')
+        assert 0 < row['nfe_mean'] <= row['nfe_max'] and row['standard_error'] > 0
 
 
 def test_gpu_check(smoke):

@@ -1,7 +1,9 @@
 """Run by test_sampling.py in a subprocess with 4 host devices: every predictor/corrector pair,
-with PDS (frequency and space masks), the ODE solvers (EDM Heun, DPM-Solver++(2M)) on their
-noise-level grids with the mean prior, and a while-loop solver whose examples take different
-step counts, on a 1-device and a 4-device mesh; prints 'identical'."""
+with PDS (frequency and space masks), the ODE solvers (EDM Heun, DPM-Solver++(2M)) and EDM's
+stochastic sampler (churn noise from each example's stream) on their noise-level grids with
+the mean prior, a while-loop solver whose examples take different
+step counts, and the adaptive solvers (dopri5, adaptive_sde with PDS), on a 1-device and a
+4-device mesh; prints 'identical'."""
 
 import itertools
 import sys
@@ -41,12 +43,14 @@ for (pred, corr), sde in itertools.product(pairs, (VESDE(0.01, 20.0, 12), VPSDE(
 # The ODE solvers, with the mean prior (x_T shifted by alpha(T) mu), no preconditioner.
 from pds.method.precondition import Identity  # noqa: E402
 from pds.sampling.dpm_solver import DPMSolverPP  # noqa: E402
-from pds.sampling.edm import EDMHeun  # noqa: E402
+from pds.sampling.edm import EDMHeun, EDMStochastic  # noqa: E402
 from pds.sampling.grid import noise_level_grid  # noqa: E402
 
 mu = np.broadcast_to(np.asarray(field.mean, np.float32), (H, W, C))
 for solver, kind, sde in ((EDMHeun(), 'karras', VESDE(0.01, 20.0, 12)),
-                          (DPMSolverPP(3), 'logsnr', VPSDE(N=24))):
+                          (DPMSolverPP(3), 'logsnr', VPSDE(N=24)),
+                          (EDMStochastic(6, s_churn=40.0, s_tmin=0.05, s_tmax=50.0),
+                           'karras', VPSDE(N=24))):
     outs = []
     for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
         grid = noise_level_grid(sde, 6, 1e-3, kind)
@@ -72,4 +76,22 @@ if not (np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], ou
     print('differ: while loop', outs[0][1], outs[1][1])
     sys.exit(1)
 assert set(outs[0][1].tolist()) <= {2, 3, 4} and len(set(outs[0][1].tolist())) > 1, outs[0][1]
+
+# The adaptive solvers (while loop, per-example step control): samples and per-example NFE;
+# adaptive_sde with PDS in the invariant form (the masks above).
+from pds.sampling.adaptive_ode import Dopri5  # noqa: E402
+from pds.sampling.adaptive_sde import GottaGoFast  # noqa: E402
+
+for solver, pre in ((Dopri5(eps=1e-3, rtol=1e-3, atol=1e-3), Identity()),
+                    (GottaGoFast(eps=1e-3, eps_abs=1 / 255, eps_rel=0.1), precond)):
+    outs = []
+    for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
+        s = build_sampler(sde, time_grid(sde.N, 1e-3), exact_score_fn, (H, W, C), B, mesh,
+                          solver, prior_mean=mu)
+        outs.append([np.asarray(a) for a in s.run(replicate(field.variables(H, W), mesh),
+                                                  replicate(pre, mesh), seed=3, offset=16)])
+    if not (np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])):
+        print('differ:', type(solver).__name__, outs[0][1], outs[1][1])
+        sys.exit(1)
+    assert np.all(np.isfinite(outs[0][0])) and np.all(outs[0][2] < 0), type(solver).__name__
 print('identical')

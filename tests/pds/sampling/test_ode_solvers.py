@@ -2,7 +2,9 @@
 and the mean prior, against closed forms: the grids' noise levels, each solver's order of
 convergence measured on exact population moments (float64), the NFE count, agreement of the
 exact moments with sampled moments, and the configuration rules (no preconditioner in an
-ODE solver)."""
+ODE solver). EDM's stochastic sampler (churn) and DDIM likewise: churn 0 is EDM Heun bit for
+bit, its step-by-step exact moments agree with its samples and reach the 50k floor, and its
+fields are validated."""
 
 import jax
 import numpy as np
@@ -19,14 +21,15 @@ from pds.sampling.grid import noise_level_grid, sigma_of_t
 from pds.sampling.solver import solver_from_config
 
 SOLVERS = {'pf_euler': ('logsnr', 1), 'edm_heun': ('karras', 2), 'dpm_solver_2m': ('logsnr', 2),
-           'dpm_solver_3m': ('logsnr', 3)}
+           'dpm_solver_3m': ('logsnr', 3), 'ddim': ('logsnr', 1)}
+GRID = {'edm_stochastic': 'karras', **{m: grid for m, (grid, _) in SOLVERS.items()}}
 
 
 def ode_config(method: str, steps: int, sde: str = 'vesde', prior: str = 'mean'):
     config = field_16.get_config()
     config.sampling.precondition = 'none'
     config.sampling.method = method
-    config.sampling.grid = SOLVERS[method][0]
+    config.sampling.grid = GRID[method]
     config.sampling.steps = steps
     config.sampling.prior = prior
     config.training.sde = sde
@@ -101,6 +104,8 @@ def test_nfe_counts_of_the_solvers():
     assert moments('dpm_solver_2m', 20).nfe == 20  # multistep: 1 per step
     assert moments('dpm_solver_3m', 20).nfe == 21  # + the trapezoid first step
     assert moments('pf_euler', 20).nfe == 20
+    assert moments('ddim', 20).nfe == 20
+    assert moments('edm_stochastic', 18).nfe == 35  # as Heun
 
 
 @pytest.mark.parametrize('method,steps,prior', [
@@ -129,7 +134,8 @@ def test_the_mean_prior_removes_the_ode_offset():
     assert mean.mean_error_sq < 0.1 * plain.mean_error_sq
 
 
-@pytest.mark.parametrize('method', ['edm_heun', 'dpm_solver_2m', 'dpm_solver_3m', 'pf_euler'])
+@pytest.mark.parametrize('method', ['edm_heun', 'dpm_solver_2m', 'dpm_solver_3m', 'pf_euler',
+                                    'ddim'])
 def test_no_preconditioner_in_an_ode_solver(method):
     config = ode_config(method, 4)
     config.sampling.precondition = 'pds'
@@ -198,3 +204,141 @@ def test_gaussian_prior_draws_the_marginal_at_the_prior_time():
     se = 1 / np.sqrt(512)
     assert abs(rel.mean()) < 5 * se / np.sqrt(rel.size), rel.mean()
     assert np.all(np.abs(rel) < 6 * se), np.abs(rel).max()
+
+
+# --- EDM's stochastic sampler (churn) and DDIM ------------------------------------------------
+
+def churn_config(steps: int, sde: str = 'vesde', s_churn: float = 40.0, s_tmin: float = 0.05,
+                 s_tmax: float = 10.0, s_noise: float = 1.0):
+    """edm_stochastic on the 16x16 field (sigma 0.01 -> 20 for VE); the churn range
+    [s_tmin, s_tmax] leaves the first and the last steps out."""
+    config = ode_config('edm_stochastic', steps, sde)
+    edm = config.sampling.edm
+    edm.s_churn, edm.s_tmin, edm.s_tmax, edm.s_noise = s_churn, s_tmin, s_tmax, s_noise
+    return config
+
+
+def churn_moments(steps: int, sde: str = 'vesde', **edm):
+    config = churn_config(steps, sde, **edm)
+    return population_moments(config, experiment_from_config(config))
+
+
+@pytest.mark.parametrize('sde', [VESDE(0.01, 20.0, 10), VPSDE(N=30), subVPSDE(N=30)])
+def test_time_of_sigma_inverts_sigma_of_t(sde):
+    """t(sigma(t)) = t in closed form, inside [eps, T] and above sigma(T) (churn's t-hat > T).
+    Tolerance: t's error is |dt / d log sigma| times sigma's relative float32 error. VE:
+    dt / d log sigma = 1 / log(sigma_max / sigma_min) = 0.13, sigma good to ~1e-6. VP, subVP:
+    dt / d log sigma ~ 2 t at small t, where sigma loses up to ~1e-3 to the cancellation in
+    1 - alpha^2 (alpha ~ 1 - beta_0 t / 2): ~2e-6 at t = 1e-3; at most ~0.2 elsewhere, with
+    sigma good to ~1e-6. atol = rtol = 1e-5 leaves a factor of 5 or more (measured: 2.2e-7)."""
+    from pds.sampling.denoiser import time_of_sigma
+
+    t = np.concatenate([np.linspace(1e-3, 1.0, 41), [1.05, 1.2]]).astype(np.float32)
+    sigma = sigma_of_t(sde, t).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(time_of_sigma(sde, sigma)), t, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('sde,steps', [('vesde', 5), ('vpsde', 24)])  # VP: N > beta_max
+def test_edm_stochastic_without_churn_is_edm_heun_bit_for_bit(sde, steps):
+    from pds.runtime.mesh import data_mesh, replicate
+    from pds.sampling.sampler import build_sampler
+
+    outs = []
+    for config in (ode_config('edm_heun', steps, sde), churn_config(steps, sde, s_churn=0.0)):
+        exp = experiment_from_config(config)
+        mesh = data_mesh()
+        s = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, 4, mesh,
+                          solver_from_config(config, exp.sde), prior_mean=exp.prior_mean)
+        outs.append(np.asarray(s(replicate(exp.variables, mesh),
+                                 replicate(exp.precond, mesh), seed=7)))
+    assert np.array_equal(outs[0], outs[1])
+    assert np.all(np.isfinite(outs[0]))
+
+
+def test_churn_zero_moments_are_edm_heun_moments(x64):
+    """The step-by-step propagation (churn 0: every step affine without noise) against the
+    whole-run probe of the ODE path, in float64 (2.2e-16 per operation). 12 steps of a few
+    tens of operations each give a few hundred ulps (~1e-13); the whole-run probe's y(1) - y(0)
+    loses |b| / |a| ulps more on the DC mode (mean b ~ 8 against its gain a ~ 0.16). 1e-11
+    leaves a factor 100."""
+    heun, churn0 = moments('edm_heun', 12), churn_moments(12, s_churn=0.0)
+    np.testing.assert_allclose(churn0.var, heun.var, rtol=1e-11)
+    np.testing.assert_allclose(churn0.mean, heun.mean, rtol=1e-11, atol=1e-11)
+    assert churn0.nfe == heun.nfe == 23
+
+
+def band_log_standard_errors(h: int, w: int, channels: int, n: int) -> dict[str, float]:
+    """Standard error of the log of ``band_variance_ratios(var, spectrum, n)`` (bias-corrected)
+    for n Gaussian samples: the band's mean of log(s(k) / V(k)) over full-spectrum entries,
+    where k and -k are one sample variance (a group of 2 with d = 2 (n - 1) real dof) and a
+    self-conjugate mode is a group of 1 (d = n - 1); Var log(chi2_d / d) = trigamma(d / 2)."""
+    from scipy.special import polygamma
+
+    from pds.analytic.fd import BANDS, band_index
+
+    ky, kx = np.meshgrid(np.arange(h), np.arange(w), indexing='ij')
+    group = np.minimum(ky * w + kx, ((-ky) % h) * w + (-kx) % w)
+    out = {}
+    for b, name in enumerate(BANDS):
+        sizes = np.bincount(group[band_index(h, w) == b])
+        sizes = sizes[sizes > 0]
+        d = np.where(sizes == 1, n - 1, 2 * (n - 1))
+        var = channels * np.sum(sizes**2 * polygamma(1, d / 2)) / (channels * sizes.sum()) ** 2
+        out[name] = float(np.sqrt(var))
+    return out
+
+
+@pytest.mark.parametrize('sde,steps,s_churn', [('vesde', 8, 40.0), ('vpsde', 24, 6.0)])
+def test_churn_moments_agree_with_the_sampler(sde, steps, s_churn):
+    """EDM's stochastic sampler against its step-by-step exact moments, on 128 samples: as
+    test_exact_moments_agree_with_the_sampler, the sampled unbiased FD within 4 standard errors
+    of the ring-pooled exact FD; and each band's bias-corrected geometric-mean variance ratio
+    within 4.5 standard errors of the exact one (3 bands: a false alarm every ~50,000 runs).
+    The high band's ratio tells churn from none by more than 8 standard errors, so a wrong
+    churn noise or t-hat would show."""
+    from pds.analytic.fd import band_variance_ratios
+
+    config = churn_config(steps, sde, s_churn=s_churn)
+    exp = experiment_from_config(config)
+    exact = population_moments(config, exp)
+    res = sample_rounds(exp, solver_from_config(config, exp.sde), config, 128, 64)
+    assert res.nfe == exact.nfe
+    h, w, c = exp.image_shape
+    spectrum = exp.field.spectrum(h, w)
+    fd = res.moments.unbiased_frechet_distance(spectrum)
+    se = res.moments.unbiased_fd_standard_error(spectrum)
+    assert abs(fd - exact.ring_pooled_fd()) < 4 * se, (fd, se, exact.ring_pooled_fd())
+    sampled = band_variance_ratios(res.moments.mean_and_variance()[1], spectrum, 128)
+    band_se = band_log_standard_errors(h, w, c, 128)
+    z = {b: np.log(sampled[b] / exact.band_ratios[b]) / band_se[b] for b in band_se}
+    assert all(abs(v) < 4.5 for v in z.values()), (z, sampled, exact.band_ratios)
+    plain = churn_moments(steps, sde, s_churn=0.0).band_ratios['high']
+    assert abs(np.log(plain / exact.band_ratios['high'])) > 8 * band_se['high']
+
+
+def test_churn_reaches_the_floor_as_nfe_grows():
+    """With the exact score the churned sampler (S_churn 40) converges: its population FD
+    falls with the step count (gamma = min(40 / N, sqrt(2) - 1) shrinks and the Heun steps
+    shorten: 4.2 at 8 steps, 0.30, 0.042, 0.0076, 8.5e-4, 4.3e-5 at 256) and ends below the
+    50k-sample floor (7.8e-4; edm_heun gets there by 64 steps)."""
+    fds = [churn_moments(n).frechet_distance for n in (8, 16, 32, 64, 128, 256)]
+    assert np.all(np.diff(fds) < 0), fds
+    spectrum = experiment_from_config(churn_config(8)).field.spectrum(16, 16)
+    assert fds[-1] < expected_floor(spectrum), (fds, expected_floor(spectrum))
+
+
+@pytest.mark.parametrize('field,value,allowed', [
+    ('s_churn', -1.0, '>= 0'), ('s_noise', 0.0, '> 0'), ('s_tmin', 60.0, 'at most'),
+    ('s_tmax', float('inf'), 'finite')])
+def test_bad_churn_fields(field, value, allowed):
+    config = churn_config(4)
+    config.sampling.edm[field] = value
+    with pytest.raises(ConfigError, match=rf'sampling\.edm\.{field}=.*{allowed}'):
+        solver_from_config(config, VESDE())
+
+
+def test_no_preconditioner_colours_the_churn():
+    config = churn_config(4)
+    config.sampling.precondition = 'pds'
+    with pytest.raises(ConfigError, match=r"sampling.precondition.*may not colour EDM's churn"):
+        solver_from_config(config, VESDE())
