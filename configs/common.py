@@ -85,6 +85,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     sampling.probability_flow = False
     sampling.snr = 0.16
     sampling.precondition = 'none'  # none | pds
+    # A Langevin corrector (sampling.snr, sampling.n_steps_each) after each step of a
+    # fixed-step ODE solver: none | langevin | ald (pds/sampling/with_corrector.py). With
+    # precondition='pds' M goes to this corrector only, never to the ODE step or x_T.
+    sampling.ode_corrector = 'none'
     sampling.pds = pds_sampling_fields()
     sampling.adaptive = adaptive_sampling_fields()  # dopri5, adaptive_sde
     sampling.speed_up = 1.0  # reference schedule: N = int(num_scales / speed_up)
@@ -132,6 +136,14 @@ def get_base_config() -> ml_collections.ConfigDict:
     bench.spot_checks = ((20, 0.0), (40, 5.0))  # sampled (iterations, alpha; 0: baseline) cells
     bench.num_samples = 64  # per sampled cell
     bench.batch_size = 64
+    # Across samplers (pds/modes/sampler_bench.py): set bench.samplers to compare them at each
+    # NFE budget (fixed-step solvers) or tolerance (adaptive ones) in bench/samplers.*
+    bench.samplers = ()  # e.g. ('pc', 'pc_pds', 'edm_heun', 'dpm_solver_2m', 'dopri5')
+    bench.nfe = (20, 40, 66, 100, 200, 400, 1000)
+    bench.rtols = (1e-2, 1e-3, 1e-4)  # dopri5 (rtol = atol)
+    bench.eps_rels = (0.5, 0.1, 0.05)  # adaptive_sde
+    bench.ode_prior = 'mean'  # x_T of the ODE and adaptive solvers: 'mean' or 'score_sde'
+    bench.target_fd = 0.0  # the headline's FD target; 0: the expected FD of 50k exact samples
 
     # --mode=tune (pds/modes/tune.py): alpha* per iteration count, by the bench's estimate
     config.tune = tune = ml_collections.ConfigDict()

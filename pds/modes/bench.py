@@ -135,6 +135,10 @@ def check_known_distribution(config, mode: str) -> None:
 def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     outputs.prepare_workdir(workdir)
     check_known_distribution(config, '--mode=bench')
+    if config.bench.get('samplers', ()):
+        from pds.modes import sampler_bench
+
+        return sampler_bench.run(config, workdir, overwrite)
     steps = ladder(config)
     estimate = choose_estimate(config)
     curves = methods(config, estimate)
@@ -220,7 +224,7 @@ class Experiments:
                     cfg, exp.image_shape, self._stats_images)
             exp = dataclasses.replace(exp, precond=self._precond[alpha])
         sde, grid = sampling_schedule(cfg)
-        mean, spectrum = prior_moments(cfg, exp.field)
+        mean, spectrum = prior_moments(cfg, exp.field, exp.mixture)
         return dataclasses.replace(exp, sde=sde, grid=grid, prior_mean=mean,
                                    prior_spectrum=spectrum)
 

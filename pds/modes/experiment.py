@@ -116,30 +116,37 @@ def experiment_from_config(config, workdir: str | None = None) -> Experiment:
     sde, grid = sampling_schedule(config)
     precond = preconditioner_from_config(config)
     builder, variables, field, checkpoint = score_model_from_config(config, workdir)
-    mean, spectrum = prior_moments(config, field)
+    mixture = experiment_mixture(config)
+    mean, spectrum = prior_moments(config, field, mixture)
     return Experiment(sde, grid, image_shape(config), builder, variables, precond, field,
-                      experiment_mixture(config), checkpoint, mean, spectrum)
+                      mixture, checkpoint, mean, spectrum)
 
 
 PRIORS = ('score_sde', 'mean', 'gaussian')
 
 
-def prior_moments(config, field) -> tuple[np.ndarray | None, np.ndarray | None]:
+def prior_moments(config, field, mixture=None
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(mean (H, W, C), half spectrum lambda (H, W // 2 + 1, C)) of ``sampling.prior``: both
     None for the reference's 'score_sde' prior, the data mean for 'mean', and the data mean
     and spectrum for 'gaussian' (x_T with the marginal's per-mode variance
-    alpha(T)^2 lambda + std(T)^2). Known exactly for Gaussian-field data."""
+    alpha(T)^2 lambda + std(T)^2). Known exactly for Gaussian-field data, and the mean for
+    the Gaussian mixture (``mixture``, its exact mean sum_k pi_k mu_k)."""
     prior = config.sampling.get('prior', 'score_sde')
     check_choice('sampling.prior', prior, PRIORS)
     if prior == 'score_sde':
         return None, None
-    if prior == 'gaussian' and config.sampling.precondition != 'none':
+    if (prior == 'gaussian' and config.sampling.precondition != 'none'
+            and config.sampling.get('ode_corrector', 'none') == 'none'):  # else M: corrector only
         raise ConfigError('sampling.prior', prior, "'score_sde' or 'mean' with "
                           "sampling.precondition='pds' (PDS colours x_T itself)")
-    if field is None:
-        raise ConfigError('sampling.prior', prior, "'score_sde' for this data (the mean prior "
-                          "needs the data mean, known here for data.dataset='gaussian_field')")
     h, w, _ = image_shape(config)
+    if field is None and mixture is not None and prior == 'mean':
+        return mixture.exact_moments(h, w)['mean'].astype(np.float32), None
+    if field is None:
+        raise ConfigError('sampling.prior', prior, "'score_sde' for this data (the "
+                          f"{prior} prior needs the data's moments, known here for "
+                          "data.dataset='gaussian_field', and the mean for 'gaussian_mixture')")
     mean = np.broadcast_to(np.asarray(field.mean, np.float32), image_shape(config)).copy()
     if prior == 'mean':
         return mean, None
