@@ -83,7 +83,8 @@ NOT_RUNNABLE = {
 # Config overrides per mode (they replace the README's values of the same fields).
 REDUCE = {
     'sample': {'eval.num_samples': '4', 'eval.batch_size': '4', 'sampling.steps': '2'},
-    'bench': {'bench.steps': '(2,)', 'bench.num_samples': '4', 'bench.batch_size': '4'},
+    'bench': {'bench.steps': '(2,)', 'bench.num_samples': '4', 'bench.batch_size': '4',
+              'bench.nfe': '(4,)', 'bench.rtols': '(0.1,)', 'bench.eps_rels': '(0.5,)'},
     'tune': {'tune.steps': '(2,4)', 'tune.alphas': '(2.0,5.0)', 'tune.refine': '2'},
 }
 SMALL_DATA = {'data.image_size': '8', 'sampling.pds.num_stat_images': '4'}

@@ -230,6 +230,10 @@ def check_config(config) -> None:
         raise ConfigError('model.name', config.model.name,
                           "'gaussian_field' (population moments need the exact score)")
     s = config.sampling
+    if s.get('ode_corrector', 'none') != 'none':
+        raise ConfigError('sampling.ode_corrector', s.ode_corrector,
+                          "'none' for population moments (a corrector after an ODE step is "
+                          'not propagated: sample it)')
     if s.method in DETERMINISTIC_METHODS + STEPWISE_METHODS:
         return
     if s.method != 'pc':
@@ -388,7 +392,8 @@ def deterministic_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver
 
     runs = _mode_runs(sde, field, image_shape, mean_prior, gaussian_prior)
     probe = jnp.stack([jnp.zeros(runs.shape, runs.dtype), jnp.ones(runs.shape, runs.dtype)])
-    y, nfe, _ = jax.jit(lambda x: scan_loop(solver, runs.context(2), grid, x))(probe)
+    out = jax.jit(lambda x: scan_loop(solver, runs.context(2), grid, x))(probe)
+    y, nfe = out.x, out.nfe
     y = np.asarray(y, np.float64).reshape(2, -1)
     b, a = y[0], y[1] - y[0]
     return runs.result(a * runs.mean_t + b, a**2 * runs.var_t, np.asarray(nfe)[0],
@@ -419,7 +424,7 @@ def stepwise_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver,
 
 def _stepwise(solver, runs: _ModeRuns, intervals) -> tuple[Array, Array, int]:
     """(mean, var) (1, 1, K) after every interval of ``intervals``, and the NFE."""
-    from pds.sampling.loops import _counted_step  # the loops' NFE count of one step
+    from pds.sampling.loops import counted_step  # the loops' NFE count of one step
 
     shape, dtype = runs.shape, runs.dtype
     first = jax.tree_util.tree_map(lambda v: v[0], intervals)
@@ -437,7 +442,7 @@ def _stepwise(solver, runs: _ModeRuns, intervals) -> tuple[Array, Array, int]:
 
     def body(carry, interval):
         m, v, nfe = carry
-        y, calls = _counted_step(solver, ctx, x, interval)
+        y, calls = counted_step(solver, ctx, x, interval)
         m, v = _apply(_coefficients(solver.output(ctx, y), 1), m, v)
         return (m, v, nfe + calls), None
 

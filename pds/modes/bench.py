@@ -39,6 +39,7 @@ from pds.analytic.fd import BANDS, FourierMoments, expected_floor
 from pds.analytic.moments import check_config, population_moments
 from pds.method import precondition
 from pds.method.precondition import Identity
+from pds.modes import plotting
 from pds.modes.experiment import Experiment, experiment_from_config, prior_moments, stats_images
 from pds.modes.sample import count_rounds, sample_rounds
 from pds.runtime import distributed
@@ -378,17 +379,11 @@ def to_markdown(rows: list[dict], checked: list[dict], floor: float, estimate: s
 
 
 def plot(path: str, rows: list[dict], checked: list[dict], floor: float, config) -> None:
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.6), dpi=120)
     labels = list(dict.fromkeys(r['method'] for r in rows))
     for i, label in enumerate(labels):
-        pts = sorted((r['nfe'], r['frechet_distance'], r['frechet_distance_se'])
-                     for r in rows if r['method'] == label)
-        nfe, fd, se = (np.asarray(v, np.float64) for v in zip(*pts))
+        nfe, fd, se = plotting.fd_curve(rows, 'method', label)
         style = '--' if 'invariant' in label else '-'
         line, = ax.plot(nfe, np.maximum(fd, 1e-6), style, marker='os^vD<>'[i % 7], ms=4,
                         label=label)
@@ -411,7 +406,4 @@ def plot(path: str, rows: list[dict], checked: list[dict], floor: float, config)
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png')
-    plt.close(fig)
-    outputs.write_bytes(path, buf.getvalue())
+    plotting.save(fig, path)

@@ -45,7 +45,7 @@ import numpy as np
 from pds.analytic.fd import BANDS, expected_floor
 from pds.analytic.moments import check_config
 from pds.method import tuned_alpha
-from pds.modes import bench
+from pds.modes import bench, plotting
 from pds.modes.experiment import apply_tuned_alpha
 from pds.modes.sample import count_rounds
 from pds.runtime import distributed
@@ -273,17 +273,11 @@ def to_markdown(rows: list[dict], floor: float, target: float, config) -> str:
 
 
 def plot(path: str, rows: list[dict], floor: float, target: float, config) -> None:
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     fig, ax = plt.subplots(figsize=(7.6, 5.0), dpi=120)
     names = list(dict.fromkeys(r['sampler'] for r in rows))
     for i, name in enumerate(names):
-        pts = sorted((r['nfe'], r['frechet_distance'], r['frechet_distance_se'])
-                     for r in rows if r['sampler'] == name)
-        nfe, fd, se = (np.asarray(v, np.float64) for v in zip(*pts, strict=True))
+        nfe, fd, se = plotting.fd_curve(rows, 'sampler', name)
         style = ':' if PRESETS[name].tolerance else ('-' if name.startswith('pc') else '--')
         line, = ax.plot(nfe, np.maximum(fd, 1e-6), style, marker='os^vD<>ph*X'[i % 11], ms=4,
                         label=name)
@@ -301,8 +295,5 @@ def plot(path: str, rows: list[dict], floor: float, target: float, config) -> No
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png')
-    plt.close(fig)
-    outputs.write_bytes(path, buf.getvalue())
+    plotting.save(fig, path)
 

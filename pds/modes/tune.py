@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import math
 import os
 
 import numpy as np
 
 from pds.analytic.fd import expected_floor
-from pds.modes import bench
+from pds.modes import bench, plotting
 from pds.modes.bench import Experiments, Method
 from pds.modes.sample import count_rounds
 from pds.runtime import distributed
@@ -266,11 +265,7 @@ def to_markdown(report: dict) -> str:
 
 
 def plot(path: str, report: dict, cells: list[dict], config) -> None:
-    import matplotlib
-
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.4), dpi=110)
     ax = axes[0]
     cmap = plt.get_cmap('viridis')
@@ -317,8 +312,5 @@ def plot(path: str, report: dict, cells: list[dict], config) -> None:
     for a in axes:
         a.grid(True, which='both', alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png')
-    plt.close(fig)
-    outputs.write_bytes(path, buf.getvalue())
+    plotting.save(fig, path)
 

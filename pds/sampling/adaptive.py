@@ -113,3 +113,24 @@ def step_limit(block) -> int:
         raise ConfigError('sampling.adaptive.max_steps', v,
                           f'an integer in [1, {MAX_STEP_LIMIT}] (attempted steps per example)')
     return int(v)
+
+
+class AdaptiveSolver:
+    """What the error-controlled solvers share (each is a frozen dataclass with the fields
+    ``eps``, ``step_limit`` and ``noise_removal`` and the class attribute ``method``): the
+    per-example stop at eps, the while loop's bound, and the output, Tweedie's denoiser at
+    eps when ``noise_removal`` (module docstring)."""
+
+    method = ''
+
+    def done(self, ctx: Context, state: dict[str, Array]) -> Array:
+        return state['t'] <= self.eps
+
+    def max_steps(self, grid) -> int:
+        check_grid_eps(grid, self.eps, self.method)
+        return self.step_limit
+
+    def output(self, ctx: Context, state: dict[str, Array]) -> Array:
+        if self.noise_removal:
+            return tweedie(ctx, state['x'], state['t'])
+        return state['x']

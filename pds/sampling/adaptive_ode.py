@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from pds.method.sde import SDE, bcast
 from pds.sampling import adaptive
 from pds.sampling.context import Context
-from pds.sampling.grid import Interval, TimeGrid
+from pds.sampling.grid import Interval
 from pds.sampling.solver import register_solver, require_no_preconditioner
 
 Array = jnp.ndarray
@@ -72,9 +72,10 @@ def combine(x: Array, dt: Array, weights, ks: list[Array]) -> Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class Dopri5:
+class Dopri5(adaptive.AdaptiveSolver):
     """Dormand-Prince 5(4), per-example steps (module docstring)."""
 
+    method = 'dopri5'
     eps: float
     T: float = 1.0
     rtol: float = 1e-5
@@ -132,18 +133,6 @@ class Dopri5:
     def step_nfe(self, interval: Interval) -> Array:
         """8 evaluations in the first attempt (k_1, the initial-step rule, 6 stages), 6 after."""
         return jnp.where(interval.iteration == 0, 8, 6).astype(jnp.int32)
-
-    def done(self, ctx: Context, state: dict[str, Array]) -> Array:
-        return state['t'] <= self.eps
-
-    def max_steps(self, grid: TimeGrid) -> int:
-        adaptive.check_grid_eps(grid, self.eps, 'dopri5')
-        return self.step_limit
-
-    def output(self, ctx: Context, state: dict[str, Array]) -> Array:
-        if self.noise_removal:
-            return adaptive.tweedie(ctx, state['x'], state['t'])
-        return state['x']
 
     def summary(self) -> dict[str, Any]:
         return {'method': 'dopri5', 'rtol': self.rtol, 'atol': self.atol,

@@ -49,8 +49,8 @@ from pds.method.sde import SDE, bcast
 from pds.runtime.errors import ConfigError, check_choice
 from pds.sampling import adaptive
 from pds.sampling.context import Context, StepEnv
-from pds.sampling.grid import Interval, TimeGrid
-from pds.sampling.predictors import _invariant_score_term
+from pds.sampling.grid import Interval
+from pds.sampling.predictors import invariant_score_term
 from pds.sampling.solver import register_solver
 
 Array = jnp.ndarray
@@ -58,18 +58,19 @@ Array = jnp.ndarray
 
 def reverse_drift(ctx: Context, x: Array, t: Array) -> tuple[Array, Array]:
     """(b(x, t), g(t)): the invariant-form reverse drift f - 1/2 g^2 (I + M M^T) s (one score
-    evaluation; :func:`pds.sampling.predictors._invariant_score_term`) and the diffusion
+    evaluation; :func:`pds.sampling.predictors.invariant_score_term`) and the diffusion
     g (B,); t (B,)."""
     env = StepEnv(ctx.sde, ctx.score_fn, ctx.precond, 0.0, 1, False, ctx.batch_mean,
                   'invariant')
     f, g = ctx.sde.sde(x, t)
-    return (f - _invariant_score_term(env, x, t, g**2)).astype(x.dtype), g
+    return (f - invariant_score_term(env, x, t, g**2)).astype(x.dtype), g
 
 
 @dataclasses.dataclass(frozen=True)
-class GottaGoFast:
+class GottaGoFast(adaptive.AdaptiveSolver):
     """Euler-Maruyama / improved-Euler pair with per-example step control (module docstring)."""
 
+    method = 'adaptive_sde'
     eps: float
     eps_abs: float
     T: float = 1.0
@@ -112,18 +113,6 @@ class GottaGoFast:
                                          self.step_limit)
         return {'x': x_out, 'x_prev': pick(x_em, state['x_prev']), 't': t_out,
                 'h': jnp.minimum(t_out - self.eps, grow).astype(h.dtype)}
-
-    def done(self, ctx: Context, state: dict[str, Array]) -> Array:
-        return state['t'] <= self.eps
-
-    def max_steps(self, grid: TimeGrid) -> int:
-        adaptive.check_grid_eps(grid, self.eps, 'adaptive_sde')
-        return self.step_limit
-
-    def output(self, ctx: Context, state: dict[str, Array]) -> Array:
-        if self.noise_removal:
-            return adaptive.tweedie(ctx, state['x'], state['t'])
-        return state['x']
 
     def summary(self) -> dict[str, Any]:
         return {'method': 'adaptive_sde', 'eps_rel': self.eps_rel, 'eps_abs': self.eps_abs,

@@ -3,8 +3,10 @@
 Both return a :class:`LoopResult`: x_0; nfe (B,) int32, the score evaluations each example
 used, counted by the loop (a step is traced once with a counting score function, so the count
 is exact and costs nothing at run time; so is ``output``, which may end with a denoising
-evaluation); and nonfinite_at (B,) int32, the first iteration after
-which the example's state held a NaN or infinity (-1: never), a flag carried in the loop.
+evaluation); nonfinite_at (B,) int32, the first iteration after
+which the example's state held a NaN or infinity (-1: never), a flag carried in the loop;
+and steps (B,) int32, the steps each example attempted (the grid's N in the scan; in the while
+loop the iterations it was not yet done in).
 
 - :func:`scan_loop`: a fixed-length ``lax.scan`` over every interval of a time grid.
 - :func:`while_loop`: a ``lax.while_loop`` of at most ``max_steps`` steps that stops when every
@@ -33,9 +35,10 @@ class LoopResult(NamedTuple):
     x: Array  # (B, H, W, C) x_0
     nfe: Array  # (B,) int32 score evaluations
     nonfinite_at: Array  # (B,) int32 first iteration that left a non-finite state; -1: none
+    steps: Array  # (B,) int32 steps the example attempted (scan: the grid's N)
 
 
-def _counted_step(solver: Solver, ctx: Context, state, interval: Interval):
+def counted_step(solver: Solver, ctx: Context, state, interval: Interval):
     """(new state, score evaluations of the step): counted while tracing, or given by the
     solver's ``step_nfe(interval)`` when its step evaluates the score a number of times that
     depends on the interval (a ``lax.cond`` traces both branches)."""
@@ -74,7 +77,7 @@ def scan_loop(solver: Solver, ctx: Context, grid: TimeGrid, x: Array,
               on_step: OnStep | None = None) -> LoopResult:
     def body(carry, interval):
         state, nfe, bad_at = carry
-        state, calls = _counted_step(solver, ctx, state, interval)
+        state, calls = counted_step(solver, ctx, state, interval)
         if on_step is not None:
             on_step(interval.iteration)
         return (state, nfe + calls, _mark(bad_at, state, interval.iteration)), None
@@ -83,7 +86,7 @@ def scan_loop(solver: Solver, ctx: Context, grid: TimeGrid, x: Array,
     init = (solver.init(ctx, x), jnp.zeros((b,), jnp.int32), _no_mark(b))
     (state, nfe, bad_at), _ = jax.lax.scan(body, init, grid.intervals())
     x, calls = _counted_output(solver, ctx, state)
-    return LoopResult(x, nfe + calls, bad_at)
+    return LoopResult(x, nfe + calls, bad_at, jnp.full((b,), grid.num_steps, jnp.int32))
 
 
 def _interval_at(intervals: Interval | None, i: Array) -> Interval:
@@ -121,22 +124,22 @@ def while_loop(solver: Solver, ctx: Context, x: Array, max_steps: int,
         return jnp.logical_not(done_fn(ctx, state))
 
     def cond(carry):
-        i, state, _, _ = carry
+        i, state = carry[:2]
         return (i < max_steps) & ctx.batch_any(active_of(state))
 
     def body(carry):
-        i, state, nfe, bad_at = carry
+        i, state, nfe, bad_at, steps = carry
         active = active_of(state)
-        new, calls = _counted_step(solver, ctx, state, _interval_at(intervals, i))
+        new, calls = counted_step(solver, ctx, state, _interval_at(intervals, i))
         state = new if done_fn is None else _freeze(active, new, state)
         if on_step is not None:
             on_step(i)
         return (i + 1, state, nfe + calls * active.astype(jnp.int32),
-                _mark(bad_at, state, i))
+                _mark(bad_at, state, i), steps + active.astype(jnp.int32))
 
     b = ctx.local_batch
-    init = (jnp.zeros((), jnp.int32), solver.init(ctx, x), jnp.zeros((b,), jnp.int32),
-            _no_mark(b))
-    _, state, nfe, bad_at = jax.lax.while_loop(cond, body, init)
+    zeros = jnp.zeros((b,), jnp.int32)
+    init = (jnp.zeros((), jnp.int32), solver.init(ctx, x), zeros, _no_mark(b), zeros)
+    _, state, nfe, bad_at, steps = jax.lax.while_loop(cond, body, init)
     x, calls = _counted_output(solver, ctx, state)
-    return LoopResult(x, nfe + calls, bad_at)
+    return LoopResult(x, nfe + calls, bad_at, steps)

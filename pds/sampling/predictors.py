@@ -35,7 +35,7 @@ def no_predictor(env: StepEnv, x, t, index, noise):
     return x, x
 
 
-def _invariant_score_term(env: StepEnv, x, t, g2):
+def invariant_score_term(env: StepEnv, x, t, g2):
     """1/2 g^2 (I + M M^T) s(x, t), g2 of shape (B,)."""
     score = env.score_fn(x, t)
     return 0.5 * bcast(g2, x) * (score + env.drift(score))
@@ -49,7 +49,7 @@ def euler_maruyama(env: StepEnv, x, t, index, noise):
     dt = -1.0 / env.sde.N
     if env.predictor_form == 'invariant':
         f, diffusion = env.sde.sde(x, t)
-        x_mean = x + (f - _invariant_score_term(env, x, t, diffusion**2)) * dt
+        x_mean = x + (f - invariant_score_term(env, x, t, diffusion**2)) * dt
     else:
         drift, diffusion = env.reverse.sde(x, t)
         x_mean = x + env.drift(drift) * dt
@@ -62,7 +62,7 @@ def reverse_diffusion(env: StepEnv, x, t, index, noise):
     [f - G^2 s], invariant x_mean = x - f + 1/2 G^2 (I + M M^T) s; then x = x_mean + G M z."""
     if env.predictor_form == 'invariant':
         f, G = env.sde.discretize(x, t, index)
-        x_mean = x - f + _invariant_score_term(env, x, t, G**2)
+        x_mean = x - f + invariant_score_term(env, x, t, G**2)
     else:
         f, G = env.reverse.discretize(x, t, index)
         x_mean = x - env.drift(f)
