@@ -21,7 +21,8 @@ Not run in CI. ``PYTHONPATH=. python benchmarks/field16_exact_vs_learned.py``
    norm grows as c, the network's stays at about 0.945 sqrt(d) / sigma (its output head is
    conv(act(GroupNorm(h))) / sigma, bounded whatever the input's scale).
 5. The causal check: the exact score with only that norm ceiling imposed
-   (``capped_exact_builder``, kappa 0.945) run over the whole bench ladder.
+   (``pds.analytic.gaussian_field.capped_score_builder``, kappa 0.945) run over the whole
+   bench ladder.
 
 Writes ``benchmarks/results/field16_exact_bench.json`` (or ``--out``). ``--smoke``: the same
 steps on the CPU at toy size: 1 iteration everywhere (bench, traces, capped ladder), 4 samples,
@@ -46,7 +47,7 @@ from benchmarks.smoke import add_smoke_flag, smoke_setup, tiny_network, write_js
 from configs.analytic.field_16 import get_config as exact_config
 from configs.ve.gaussian_field_16_ncsnpp_small import get_config as learned_config
 from pds.analytic.fd import noise_floor
-from pds.analytic.gaussian_field import exact_score_fn, field_from_config
+from pds.analytic.gaussian_field import capped_score_builder, exact_score_fn, field_from_config
 from pds.modes import bench as bench_mode
 from pds.modes.experiment import image_shape, preconditioner_from_config, score_model_from_config
 from pds.sampling.context import Context, per_example_norm
@@ -175,25 +176,6 @@ def trace(config, score, method: str, iterations: int, num: int) -> dict:
             'steps': rows}
 
 
-def capped_exact_builder(kappa: float):
-    """The exact score with its norm capped at kappa sqrt(d) / sigma per example: the one
-    property of the learned score that section 3 measures (its norm does not grow with the
-    input's excess noise), on an otherwise exact score."""
-
-    def builder(sde, variables):
-        exact = exact_score_fn(sde, variables)
-
-        def score(x, t):
-            s = exact(x, t)
-            _, sigma = sde.marginal_prob(x, t)
-            cap = kappa * np.sqrt(np.prod(x.shape[1:])) / sigma
-            return s * jnp.minimum(1.0, cap / per_example_norm(s)).reshape(-1, 1, 1, 1)
-
-        return score
-
-    return builder
-
-
 def probe_scores(config, builder, variables):
     """(sde, learned score, exact score), both jitted, for the probes below."""
     field = field_from_config(config)
@@ -315,7 +297,7 @@ def main() -> None:
     builder, variables, _, _ = score_model_from_config(lcfg, args.learned_workdir)
     field_vars = field_from_config(lcfg).variables(lcfg.data.image_size, lcfg.data.image_size)
     scores = {'exact': (exact_score_fn, field_vars), 'learned': (builder, variables),
-              'exact_capped': (capped_exact_builder(args.kappa), field_vars)}
+              'exact_capped': (capped_score_builder(args.kappa), field_vars)}
     traces = []
     for n in args.trace_iterations:
         for name in ('exact', 'learned'):

@@ -229,6 +229,9 @@ def check_config(config) -> None:
     if config.model.name != 'gaussian_field':
         raise ConfigError('model.name', config.model.name,
                           "'gaussian_field' (population moments need the exact score)")
+    if config.model.get('score_norm_cap', 0.0):
+        raise ConfigError('model.score_norm_cap', config.model.score_norm_cap,
+                          '0 for population moments (a capped score is not affine in x)')
     s = config.sampling
     if s.get('ode_corrector', 'none') != 'none':
         raise ConfigError('sampling.ode_corrector', s.ode_corrector,

@@ -71,13 +71,21 @@ def score_model_from_config(config, workdir: str | None = None):
     (None for exact scores) is where a network's variables came from."""
     shape = image_shape(config)
     if config.model.name == 'gaussian_field':
-        from pds.analytic.gaussian_field import exact_score_fn, field_from_config
+        from pds.analytic.gaussian_field import (
+            capped_score_builder,
+            exact_score_fn,
+            field_from_config,
+        )
 
         field = field_from_config(config)
         if field.num_channels != shape[2]:
             raise ConfigError('model.field_mean', config.model.field_mean,
                               f'one mean per channel (data.num_channels={shape[2]})')
-        return exact_score_fn, field.variables(shape[0], shape[1]), field, None
+        cap = config.model.get('score_norm_cap', 0.0)
+        if isinstance(cap, bool) or not isinstance(cap, int | float) or cap < 0:
+            raise ConfigError('model.score_norm_cap', cap, 'a number >= 0 (0: the exact score)')
+        builder = capped_score_builder(float(cap)) if cap > 0 else exact_score_fn
+        return builder, field.variables(shape[0], shape[1]), field, None
     if config.model.name == 'gaussian_mixture':  # exact score; the mixture: experiment_mixture
         from pds.analytic.mixture import mixture_score_fn
 

@@ -59,3 +59,34 @@ def test_spectrum_normalisation_gives_pixel_variance():
     lam = FIELD.spectrum(32, 16)
     np.testing.assert_allclose(lam.mean(axis=(0, 1)), FIELD.variance, rtol=1e-12)
     np.testing.assert_allclose(lam, lam[::-1][np.r_[-1, :31]][:, np.r_[0, 15:0:-1]], rtol=1e-12)
+
+
+def test_the_capped_score_caps_the_norm_and_is_exact_under_the_cap():
+    import jax.numpy as jnp
+
+    from pds.analytic.gaussian_field import capped_score_builder, exact_score_fn
+    from pds.method.sde import VESDE
+
+    field = GaussianField(mean=(0.5,), variance=(0.04,))
+    sde = VESDE(0.01, 20.0, 100)
+    v = field.variables(8, 8)
+    x0 = jnp.asarray(field.sample(np.random.default_rng(0), 4, 8, 8), jnp.float32)
+    t = jnp.full((4,), 0.5, jnp.float32)
+    std = float(sde.marginal_prob(x0, t)[1][0])
+    noisy = x0 + std * jnp.asarray(np.random.default_rng(1).standard_normal(x0.shape),
+                                   jnp.float32)
+    noisy = noisy.at[2:].multiply(3.0)  # excess noise: the exact norm grows, the cap holds
+    exact = np.asarray(exact_score_fn(sde, v)(noisy, t))
+    norms = np.sqrt(np.sum(exact**2, axis=(1, 2, 3)))
+    kappa = float(np.median(norms)) * std / np.sqrt(64)  # between the two groups' norms
+    capped = np.asarray(capped_score_builder(kappa)(sde, v)(noisy, t))
+    cap = kappa * np.sqrt(64) / std
+    out_norms = np.sqrt(np.sum(capped**2, axis=(1, 2, 3)))
+    for b in range(4):
+        if norms[b] <= cap:  # under the cap: the exact score itself
+            np.testing.assert_array_equal(capped[b], exact[b])
+        else:  # over it: the same direction, norm cap (float32 rounding of 64 terms)
+            np.testing.assert_allclose(out_norms[b], cap, rtol=1e-5)
+            np.testing.assert_allclose(capped[b] * norms[b] / cap, exact[b], rtol=1e-4,
+                                       atol=1e-4 * np.abs(exact[b]).max())
+    assert np.sum(norms > cap) >= 1 and np.sum(norms <= cap) >= 1
