@@ -45,12 +45,16 @@ CLIP_WARNING = 0.05  # warn when more of the sample values than this leave the d
 class RunResult:
     nfe: int | float  # score evaluations per example: an int when every example used the same
     nfe_max: int
-    iterations: int
+    iterations: int | float  # steps attempted per example (the grid's N; adaptive: the mean)
     compile_seconds: float
     sampling_seconds: float
     num_samples: int
     moments: FourierMoments | None  # summed over every process's rows
     clipped_fraction: float = 0.0  # of sample values outside the data range (clipped in uint8)
+    iterations_max: int = 0  # the most steps an example attempted
+    # iterations of the compiled loop over every round drawn (a while loop runs until the
+    # slowest example of its round is done): the count seconds_per_iteration divides by
+    loop_iterations: int = 0
 
 
 @dataclasses.dataclass
@@ -104,7 +108,9 @@ def sample_rounds(exp: Experiment, solver: Solver, config, num_samples: int,
         moments = FourierMoments(np.asarray(exp.field.mean), 0, np.zeros((h, w, c), complex),
                                  np.zeros((h, w, c)))
     counts = {'nfe_sum': 0, 'nfe_max': 0, 'nfe_min': np.iinfo(np.int64).max, 'clipped': 0,
-              'values': 0}
+              'values': 0, 'steps_sum': 0, 'steps_max': 0,
+              'steps_min': np.iinfo(np.int64).max}
+    loop_steps = []  # per round: the most steps of this process's rows (padding included)
     low = -1.0 if config.data.centered else 0.0
     t0 = time.perf_counter()
     with round_bar(len(todo), desc, enabled=main) as rbar:
@@ -119,10 +125,16 @@ def sample_rounds(exp: Experiment, solver: Solver, config, num_samples: int,
                       distributed.local_rows(out.nfe)[1][keep])
             check_finite_round(k, r.index, distributed.local_rows(out.nonfinite_at)[1][keep],
                                exp, solver, config)
+            steps = distributed.local_rows(out.steps)[1]
+            loop_steps.append(int(steps.max()) if len(steps) else 0)
+            steps = steps[keep]
             counts['nfe_sum'] += int(r.nfe.sum())
+            counts['steps_sum'] += int(steps.sum())
             if len(r.nfe):
                 counts['nfe_max'] = max(counts['nfe_max'], int(r.nfe.max()))
                 counts['nfe_min'] = min(counts['nfe_min'], int(r.nfe.min()))
+                counts['steps_max'] = max(counts['steps_max'], int(steps.max()))
+                counts['steps_min'] = min(counts['steps_min'], int(steps.min()))
             counts['clipped'] += int(np.count_nonzero((r.rows < low) | (r.rows > 1.0)))
             counts['values'] += r.rows.size
             if moments is not None and len(r.rows):
@@ -134,16 +146,22 @@ def sample_rounds(exp: Experiment, solver: Solver, config, num_samples: int,
         bar.close()
     seconds = time.perf_counter() - t0
     counts = _counts_over_processes(counts)
+    # the loop ran as long as the slowest example of the round on any process
+    loop_iterations = int(distributed.gather(np.asarray(loop_steps, np.int64)).max(axis=0).sum()
+                          ) if loop_steps else 0
     rows = num_rows(num_samples, batch_size, todo)
     nfe_max = counts['nfe_max']
     nfe = nfe_max if counts['nfe_min'] == nfe_max else counts['nfe_sum'] / max(rows, 1)
+    steps_max = counts['steps_max']
+    iterations = (steps_max if counts['steps_min'] == steps_max
+                  else counts['steps_sum'] / max(rows, 1))
     clipped = counts['clipped'] / max(counts['values'], 1)
     if clipped > CLIP_WARNING and main:
         logging.warning('%.1f%% of the sample values lie outside the data range [%g, 1] and are '
                         'clipped in the uint8 images: the sampler may have diverged (%s)',
                         100 * clipped, low, describe_sampler(exp, solver, config))
-    return RunResult(nfe, nfe_max, exp.grid.num_steps, compile_s, seconds, num_samples,
-                     _sum_over_processes(moments), clipped)
+    return RunResult(nfe, nfe_max, iterations, compile_s, seconds, num_samples,
+                     _sum_over_processes(moments), clipped, steps_max, loop_iterations)
 
 
 def describe_sampler(exp: Experiment, solver: Solver, config) -> str:
@@ -155,17 +173,29 @@ def describe_sampler(exp: Experiment, solver: Solver, config) -> str:
 def check_finite_round(k: int, index: np.ndarray, nonfinite_at: np.ndarray, exp: Experiment,
                        solver: Solver, config) -> None:
     """RunError naming round k, the first example and iteration whose state became
-    non-finite (over every process; a collective in multi-process jobs)."""
+    non-finite (over every process; a collective in multi-process jobs). For a solver in the
+    while loop (``max_steps``) a NaN at its last allowed attempt is an example that did not
+    finish (:func:`pds.sampling.adaptive.fail_unfinished`): the error names
+    ``sampling.adaptive.max_steps``."""
     bad = nonfinite_at >= 0
     first = (np.array([nonfinite_at[bad].min(), index[bad][np.argmin(nonfinite_at[bad])]])
              if bad.any() else np.array([-1, -1]))
     every = distributed.gather(first.astype(np.int64))
     hit = every[every[:, 0] >= 0]
-    if len(hit):
-        it, example = hit[np.argmin(hit[:, 0])]
-        raise RunError(f'non-finite samples in round {k}: example {example} became NaN or '
-                       f'infinite at iteration {it} of {exp.grid.num_steps}; nothing of this '
-                       f'round was written (sampler: {describe_sampler(exp, solver, config)})')
+    if not len(hit):
+        return
+    it, example = hit[np.argmin(hit[:, 0])]
+    sampler = describe_sampler(exp, solver, config)
+    max_steps = getattr(solver, 'max_steps', None)
+    limit = exp.grid.num_steps if max_steps is None else int(max_steps(exp.grid))
+    if max_steps is not None and it == limit - 1:
+        raise RunError(f'unfinished samples in round {k}: example {example} had not reached '
+                       f'the end time after sampling.adaptive.max_steps={limit} attempted '
+                       'steps (raise it, or loosen the tolerance); nothing of this round was '
+                       f'written (sampler: {sampler})')
+    raise RunError(f'non-finite samples in round {k}: example {example} became NaN or '
+                   f'infinite at iteration {it} of {limit}; nothing of this '
+                   f'round was written (sampler: {sampler})')
 
 
 def num_rows(num_samples: int, batch_size: int, rounds: Collection[int]) -> int:
@@ -177,7 +207,9 @@ def _counts_over_processes(counts: dict[str, int]) -> dict[str, int]:
         return counts
     parts = distributed.gather({k: np.int64(v) for k, v in counts.items()})
     out = {k: int(v.sum()) for k, v in parts.items()}
-    out['nfe_max'], out['nfe_min'] = int(parts['nfe_max'].max()), int(parts['nfe_min'].min())
+    for name in ('nfe', 'steps'):
+        out[f'{name}_max'] = int(parts[f'{name}_max'].max())
+        out[f'{name}_min'] = int(parts[f'{name}_min'].min())
     return out
 
 
@@ -202,7 +234,9 @@ class CompiledSampler:
 
 def compile_sampler(exp: Experiment, solver: Solver, config, batch_size: int, mesh,
                     desc: str = 'sampling') -> CompiledSampler:
-    bar = IterationBar(exp.grid.num_steps, desc, enabled=distributed.is_main())
+    max_steps = getattr(solver, 'max_steps', None)  # a while loop: at most that many steps
+    total = exp.grid.num_steps if max_steps is None else int(max_steps(exp.grid))
+    bar = IterationBar(total, desc, enabled=distributed.is_main())
     sampler = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch_size,
                             mesh, solver, progress=bar,
                             progress_every=int(config.sampling.progress_every),
@@ -241,10 +275,14 @@ def load_samples(workdir: str, key: str = 'samples') -> tuple[np.ndarray, np.nda
 
 
 def sampler_summary(config, exp: Experiment, solver: Solver) -> dict:
+    """The solver's settings, the SDE, the grid (its N: ``iterations``, but not for a solver
+    that takes its own steps, whose summary holds its ``max_steps``) and the preconditioner."""
     s = config.sampling
     out = solver.summary()
     out.update(sde=type(exp.sde).__name__, iterations=exp.grid.num_steps, eps=exp.grid.eps,
                precondition=s.precondition)
+    if getattr(solver, 'max_steps', None) is not None:
+        del out['iterations']
     if s.precondition == 'pds':
         out['pds'] = {k: s.pds[k] for k in ('alpha', 'freq_mask', 'space_mask', 'transform',
                                             'predictor_form')}
@@ -296,16 +334,21 @@ def _sample_and_write(config, exp: Experiment, solver: Solver, workdir: str) -> 
     if not distributed.is_main():
         return {}
     outputs.write_png(grid_path, outputs.image_grid(np.concatenate(shown)))
+    # iterations: steps per example (the grid's N; for a solver that takes its own steps the
+    # mean of the steps each example attempted, with iterations_max and loop_iterations, the
+    # compiled loop's iterations over all rounds); seconds_per_iteration: one step of the batch
     metrics = {
         'nfe': res.nfe, 'iterations': res.iterations, 'num_samples': num,
         'batch_size': batch, 'rounds': rounds, 'devices': jax.device_count(),
         'processes': jax.process_count(),
         'compile_seconds': round(res.compile_seconds, 3),
         'sampling_seconds': round(res.sampling_seconds, 3),
-        'seconds_per_iteration': round(res.sampling_seconds / (rounds * res.iterations), 6),
+        'seconds_per_iteration': round(res.sampling_seconds / max(res.loop_iterations, 1), 6),
         'sampler': sampler_summary(config, exp, solver), 'seed': config.seed,
         'clipped_fraction': round(res.clipped_fraction, 6),
     }
+    if getattr(solver, 'max_steps', None) is not None:
+        metrics.update(iterations_max=res.iterations_max, loop_iterations=res.loop_iterations)
     if exp.checkpoint is not None:
         metrics['checkpoint'] = exp.checkpoint
     if res.nfe != res.nfe_max:  # adaptive solvers: the mean above, the largest here

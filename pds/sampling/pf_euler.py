@@ -6,13 +6,16 @@
 over every interval of the time grid (the last one ends at t = 0); one score evaluation per
 step, first order, deterministic after the prior draw. A preconditioner may not enter an ODE
 drift (M M^T in the drift changes the flow's output distribution), so
-``sampling.precondition`` must be 'none'.
+``sampling.precondition`` must be 'none' (or go to a corrector after each step only:
+``sampling.ode_corrector``, :mod:`pds.sampling.with_corrector`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+import jax.numpy as jnp
 
 from pds.method.sde import SDE, bcast
 from pds.sampling.context import Context
@@ -32,6 +35,10 @@ class ProbabilityFlowEuler:
         drift, diffusion = ctx.sde.sde(x, t)
         velocity = drift - 0.5 * bcast(diffusion**2, x) * ctx.score_fn(x, t)
         return x + (interval.t_next - interval.t) * velocity
+
+    def step_nfe(self, interval: Interval):
+        """One score evaluation per step (a corrector wrapper adds its own to this)."""
+        return jnp.ones((), jnp.int32)
 
     def output(self, ctx: Context, x):
         return x

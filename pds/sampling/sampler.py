@@ -1,10 +1,11 @@
 """The sampler: one solver run by one loop over the time grid, in one ``jax.jit``, with the
 batch sharded over the device mesh by ``shard_map`` and the parameters replicated.
 
-    x_T = prior_std * M z          (z from each example's prior stream, M the preconditioner)
-    x_0, nfe, nonfinite_at = scan_loop(solver, context, grid, x_T)   (fixed-step solvers)
-    x_0, nfe, nonfinite_at = while_loop(solver, context, x_T, solver.max_steps(grid), grid)
-                                                          (solvers that define max_steps)
+    x_T = prior_std * M z          (z from each example's prior stream, M the preconditioner;
+                                    z alone for a solver with ``white_prior``)
+    x_0, nfe, nonfinite_at, steps = scan_loop(solver, context, grid, x_T)   (fixed-step)
+    x_0, nfe, nonfinite_at, steps = while_loop(solver, context, x_T, solver.max_steps(grid),
+                                               grid)       (solvers that define max_steps)
 
 Reproducibility: example b of the run (global index = offset + position in the global batch)
 draws all its noise from its own stream (:mod:`pds.sampling.noise`), and batch statistics
@@ -43,15 +44,17 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
                   progress_every: int = 0, prior_mean: np.ndarray | None = None,
                   prior_spectrum: np.ndarray | None = None) -> Sampler:
     """The sampler ``sample(variables, precond, seed, offset) -> LoopResult``: x_0 of shape
-    (batch_size, H, W, C), nfe and nonfinite_at (batch_size,), sharded over ``mesh`` on the
-    batch axis.
+    (batch_size, H, W, C), nfe, nonfinite_at and steps (batch_size,), sharded over ``mesh``
+    on the batch axis.
     ``offset`` is the global index of the first example (round k of size B uses offset k B).
     ``progress(i)`` is called on the host about every ``progress_every`` iterations.
     ``prior_mean`` (H, W, C) (``sampling.prior='mean'``): x_T is shifted by alpha(T) mu, the
     data mean carried to the prior's time. ``prior_spectrum`` lambda (H, W // 2 + 1, C)
     (``sampling.prior='gaussian'``): x_T's white draw z is coloured per orthonormal Fourier
-    mode to the marginal's variance alpha(T)^2 lambda + std(T)^2 (no preconditioner then)."""
+    mode to the marginal's variance alpha(T)^2 lambda + std(T)^2 (no preconditioner then).
+    A solver with ``white_prior`` (:mod:`pds.sampling.with_corrector`) gets x_T without M."""
     local_b = check_batch('eval.batch_size', batch_size, mesh)
+    white = getattr(solver, 'white_prior', False)  # x_T without M (an ODE solver's corrector)
     max_steps = getattr(solver, 'max_steps', None)
     n = grid.num_steps if max_steps is None else int(max_steps(grid))
     every = progress_every if progress_every > 0 else max(1, n // 50)
@@ -79,7 +82,7 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
                       batch_mean, batch_any)
         z = draw(keys, image_shape, PRIOR_TAG)
         if colour is None:
-            x = sde.prior_sampling(precond.noise(z))
+            x = sde.prior_sampling(z if white else precond.noise(z))
         else:
             zf = jnp.fft.rfft2(z, axes=(1, 2), norm='ortho') * colour
             x = jnp.fft.irfft2(zf, s=image_shape[:2], axes=(1, 2), norm='ortho')
@@ -96,7 +99,7 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
         return while_loop(solver, ctx, x, n, grid, hook)
 
     sharded = jax.shard_map(body, mesh=mesh, in_specs=(P(), P(), P(), P()),
-                            out_specs=LoopResult(P(DATA_AXIS), P(DATA_AXIS), P(DATA_AXIS)),
+                            out_specs=LoopResult(*(P(DATA_AXIS),) * 4),
                             check_vma=False)
     return Sampler(jax.jit(sharded))
 
@@ -124,8 +127,9 @@ class Sampler:
 
     def run(self, variables, precond: Preconditioner, seed: int, offset: int = 0
             ) -> LoopResult:
-        """(x_0, nfe, nonfinite_at): the samples, each example's score evaluations and the
-        first iteration that left its state non-finite (-1: none)."""
+        """(x_0, nfe, nonfinite_at, steps): the samples, each example's score evaluations,
+        the first iteration that left its state non-finite (-1: none) and the steps it
+        attempted."""
         if self._compiled is None:
             self.compile(variables, precond)
         return self._compiled(variables, precond, *self._scalars(seed, offset))

@@ -13,7 +13,14 @@ A solver that defines ``max_steps(grid) -> int`` runs in the while loop (at most
 steps), every other one in the scan. A solver whose step evaluates the score a number of
 times that depends on the interval defines ``step_nfe(interval) -> int32`` for the count.
 ``output`` may evaluate the score too (a final denoising step); the loops count those calls.
-``summary()`` is what run reports record of the solver's settings.
+``summary()`` is what run reports record of the solver's settings. A solver whose prior
+draw must stay white whatever the preconditioner defines ``white_prior = True`` (an ODE solver
+whose preconditioner goes to a corrector only).
+
+``sampling.ode_corrector`` ('langevin' or 'ald'; default 'none') wraps a fixed-step ODE solver
+(``CORRECTED_METHODS``) in :class:`pds.sampling.with_corrector.WithCorrector`: a Langevin
+corrector at the end of each step, the only place ``sampling.precondition='pds'`` then goes.
+Such a solver's state is x or a dict holding x under 'x', and it defines ``step_nfe``.
 
 Solvers register under their ``sampling.method`` name with a builder
 ``from_config(config, sde) -> Solver`` (validating their own fields); adding a solver is one
@@ -30,7 +37,7 @@ from pds.method.sde import SDE
 from pds.runtime.errors import ConfigError
 from pds.runtime.registry import Registry
 from pds.sampling.context import Context
-from pds.sampling.grid import Interval
+from pds.sampling.grid import Interval, sampling_schedule
 
 Array = jnp.ndarray
 State = Any
@@ -62,15 +69,26 @@ def _register_solvers() -> None:
 
 
 ODE_REASON = 'a preconditioner in an ODE drift changes the distribution the flow produces'
+# the fixed-step ODE solvers a Langevin corrector may follow (sampling.ode_corrector)
+CORRECTED_METHODS = ('pf_euler', 'ddim', 'edm_heun', 'edm_stochastic', 'dpm_solver_2m',
+                     'dpm_solver_3m')
 
 
 def require_no_preconditioner(config, method: str, reason: str = ODE_REASON) -> None:
     """ConfigError unless ``sampling.precondition`` is 'none': a preconditioner may not enter
     an ODE solver's drift (M M^T there changes the distribution the flow produces), nor
-    whatever else ``reason`` names."""
-    if config.sampling.precondition != 'none':
-        raise ConfigError('sampling.precondition', config.sampling.precondition,
-                          f"'none' with sampling.method={method!r} ({reason})")
+    whatever else ``reason`` names. With ``sampling.ode_corrector`` set (a method of
+    ``CORRECTED_METHODS``) 'pds' is accepted: M goes to the corrector only, the solver's own
+    step sees M = I (:mod:`pds.sampling.with_corrector`)."""
+    if config.sampling.precondition == 'none':
+        return
+    if method in CORRECTED_METHODS and config.sampling.get('ode_corrector', 'none') != 'none':
+        return
+    raise ConfigError('sampling.precondition', config.sampling.precondition,
+                      f"'none' with sampling.method={method!r} ({reason})"
+                      + ("; or set sampling.ode_corrector='langevin' or 'ald': M then goes "
+                         'to a Langevin corrector after each step only'
+                         if method in CORRECTED_METHODS else ''))
 
 
 def solver_names() -> tuple[str, ...]:
@@ -79,6 +97,18 @@ def solver_names() -> tuple[str, ...]:
 
 
 def solver_from_config(config, sde: SDE) -> Solver:
-    """The solver of ``sampling.method`` built from its config fields."""
+    """The solver of ``sampling.method`` built from its config fields, wrapped with the
+    corrector of ``sampling.ode_corrector`` unless that is 'none'."""
+    from pds.sampling import with_corrector
+
     _register_solvers()
-    return _REGISTRY.get(config.sampling.method)(config, sde)
+    method = config.sampling.method
+    corrector = with_corrector.ode_corrector_of(config)
+    if corrector != 'none' and method in _REGISTRY.names() and method not in CORRECTED_METHODS:
+        raise ConfigError('sampling.ode_corrector', corrector,
+                          f"'none' with sampling.method={method!r} (a corrector follows the "
+                          'fixed-step ODE solvers: ' + ', '.join(CORRECTED_METHODS) + ')')
+    solver = _REGISTRY.get(method)(config, sde)
+    if corrector == 'none':
+        return solver
+    return with_corrector.from_config(config, solver, sampling_schedule(config)[1].eps)

@@ -52,6 +52,7 @@ SCRIPTS = {
     'population_fd.py': ('result.json', []),
     'ode_samplers.py': ('result.json', []),
     'adaptive_solvers.py': ('result.json', []),
+    'ode_corrector.py': ('result.json', []),
     'cpu_layout_check.py': ('result.json', []),
 }
 
@@ -163,6 +164,19 @@ def test_adaptive_solvers(smoke):
     for row in r['rows']:
         has(row, 'nfe_mean', 'nfe_max', 'frechet_distance_unbiased', 'standard_error')
         assert 0 < row['nfe_mean'] <= row['nfe_max'] and row['standard_error'] > 0
+
+
+def test_ode_corrector(smoke):
+    r = load(smoke.output('ode_corrector.py'))
+    has(r, 'image_size', 'samples', 'snr', 'rows')
+    assert r['smoke'] and {row['solver'] for row in r['rows']} == {'edm_heun', 'dpm_solver_2m'}
+    assert {row['corrector'] for row in r['rows']} >= {'none', 'langevin'}
+    for row in r['rows']:
+        has(row, 'budget', 'steps', 'nfe', 'frechet_distance', 'frechet_distance_se')
+        within = row['corrector'] != 'langevin_same_n'  # that row runs the plain row's N
+        assert row['nfe'] > 0 and (row['nfe'] <= row['budget'] or not within)
+        assert row['frechet_distance_se'] > 0
+        assert ('population_fd' in row) == (row['corrector'] == 'none')
 
 
 def test_gpu_check(smoke):

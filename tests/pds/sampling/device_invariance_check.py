@@ -1,9 +1,9 @@
 """Run by test_sampling.py in a subprocess with 4 host devices: every predictor/corrector pair,
 with PDS (frequency and space masks), the ODE solvers (EDM Heun, DPM-Solver++(2M)) and EDM's
 stochastic sampler (churn noise from each example's stream) on their noise-level grids with
-the mean prior, a while-loop solver whose examples take different
-step counts, and the adaptive solvers (dopri5, adaptive_sde with PDS), on a 1-device and a
-4-device mesh; prints 'identical'."""
+the mean prior, ODE solvers with a (PDS) Langevin corrector after each step, a while-loop
+solver whose examples take different step counts, and the adaptive solvers (dopri5,
+adaptive_sde with PDS), on a 1-device and a 4-device mesh; prints 'identical'."""
 
 import itertools
 import sys
@@ -61,6 +61,26 @@ for solver, kind, sde in ((EDMHeun(), 'karras', VESDE(0.01, 20.0, 12)),
         print('differ', type(solver).__name__, type(sde).__name__)
         sys.exit(1)
     assert np.all(np.isfinite(outs[0]))
+
+# An ODE solver with a Langevin corrector after each step, PDS in the corrector only (the
+# corrector's step size is a global-batch statistic; the churn and corrector noise slots).
+from pds.sampling.with_corrector import WithCorrector  # noqa: E402
+
+for solver, kind, sde in ((WithCorrector(EDMStochastic(6, s_churn=40.0, s_tmin=0.05,
+                                                       s_tmax=50.0), 'langevin', 0.16, 2, 1e-3),
+                           'karras', VPSDE(N=24)),
+                          (WithCorrector(DPMSolverPP(2), 'ald', 0.16, 1, 1e-3), 'logsnr',
+                           VESDE(0.01, 20.0, 12))):
+    outs = []
+    for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
+        grid = noise_level_grid(sde, 6, 1e-3, kind)
+        s = build_sampler(sde, grid, exact_score_fn, (H, W, C), B, mesh, solver, prior_mean=mu)
+        v, p = replicate(field.variables(H, W), mesh), replicate(precond, mesh)
+        outs.append([np.asarray(a) for a in s.run(v, p, seed=3, offset=16)])
+    if not (np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])):
+        print('differ: corrected', type(solver.inner).__name__, type(sde).__name__)
+        sys.exit(1)
+    assert np.all(np.isfinite(outs[0][0])), type(solver.inner).__name__
 
 # The while loop: per-example step counts and a global stop, on 1 and 4 devices.
 from tests.pds.sampling.variable_steps import VariableSteps  # noqa: E402

@@ -248,3 +248,38 @@ def test_solver_checks_the_grid_eps():
         Dopri5(eps=EPS).max_steps(time_grid(10, 1e-3))
     assert dataclasses.replace(Dopri5(eps=1e-3), step_limit=7).max_steps(
         time_grid(10, 1e-3)) == 7
+
+
+def sample_mode_config(method: str, max_steps: int = 10000):
+    config = field_16.get_config()
+    config.data.image_size = H
+    config.sampling.method = method
+    config.sampling.prior = 'mean'
+    config.sampling.precondition = 'none'
+    config.sampling.adaptive.rtol = config.sampling.adaptive.atol = 1e-2
+    config.sampling.adaptive.max_steps = max_steps
+    config.eval.num_samples, config.eval.batch_size = 8, 4
+    return config
+
+
+def test_sample_mode_reports_attempted_steps(tmp_path):
+    """--mode=sample with dopri5: ``iterations`` counts the steps each example attempted (6
+    evaluations each, FSAL, 8 in the first, + 1 for the final denoising), not the grid's N,
+    and seconds_per_iteration divides by the loop's iterations over both rounds."""
+    from pds.modes import sample as sample_mode
+
+    m = sample_mode.run(sample_mode_config('dopri5'), str(tmp_path))
+    assert isinstance(m['iterations'], int) and m['iterations'] < 100, m
+    assert m['nfe'] == 6 * m['iterations'] + 2 + 1, m
+    assert m['iterations_max'] == m['iterations']
+    assert m['loop_iterations'] == m['rounds'] * m['iterations']
+    assert 'iterations' not in m['sampler'] and m['sampler']['max_steps'] == 10000
+    assert m['seconds_per_iteration'] > 0
+
+
+def test_sample_mode_names_max_steps_for_an_unfinished_example(tmp_path):
+    from pds.modes import sample as sample_mode
+    from pds.runtime.errors import RunError
+
+    with pytest.raises(RunError, match=r'sampling\.adaptive\.max_steps=3 attempted steps'):
+        sample_mode.run(sample_mode_config('adaptive_sde', max_steps=3), str(tmp_path))

@@ -65,10 +65,11 @@ def test_loop_counts_score_evaluations_per_example(solver, per_step):
 
 def test_while_loop_stops_each_example_at_its_own_step_count():
     solver, ctx, x = VariableSteps(), context(6), prior(6)
-    out, nfe, _ = jax.jit(lambda x: while_loop(solver, ctx, x, 10))(x)
+    out, nfe, _, steps = jax.jit(lambda x: while_loop(solver, ctx, x, 10))(x)
     target = np.asarray(solver.target(x))
     assert len(set(target.tolist())) > 1  # the examples really differ
     np.testing.assert_array_equal(nfe, target)
+    np.testing.assert_array_equal(steps, target)  # one evaluation per attempted step
     # example b's result is its own k-step recursion, whatever the others do
     for b in range(6):
         y = x[b:b + 1]
@@ -82,8 +83,9 @@ def test_while_loop_stops_each_example_at_its_own_step_count():
 def test_sampler_runs_a_while_loop_solver_and_reports_nfe():
     s = build_sampler(SDE, time_grid(SDE.N, 1e-3), exact_score_fn, SHAPE, 4, data_mesh(),
                       VariableSteps())
-    x, nfe, _ = s.run(FIELD.variables(8, 8), Identity(), seed=0)
+    x, nfe, _, steps = s.run(FIELD.variables(8, 8), Identity(), seed=0)
     assert x.shape == (4, *SHAPE) and set(np.asarray(nfe).tolist()) <= {2, 3, 4}
+    np.testing.assert_array_equal(steps, nfe)
 
 
 def test_probability_flow_euler_is_first_order():
