@@ -200,12 +200,17 @@ def reduce_main(args: list[str], env: dict[str, str]) -> Job:
     if mode not in REDUCE or 'config' not in flags or 'workdir' not in flags:
         raise NotReducibleError(f'main.py --mode={mode} with flags {sorted(flags)}')
     overrides = {**REDUCE[mode], **SMALL_DATA}
+    output = OUTPUTS[mode]
+    if mode == 'bench' and 'config.bench.samplers' in flags:  # the sampler comparison
+        output = os.path.join('bench', 'samplers.csv')
+    if 'config.sampling.pds.tuned' in flags:  # a tuned table covers the README's own N only
+        overrides.pop('sampling.steps', None)
     if not flags['config'].startswith('configs/analytic/'):
         overrides.update(TINY_NETWORK)
     kept = [a for a in args if a.split('=', 1)[0][len('--config.'):] not in overrides]
     return Job([sys.executable, 'main.py', *kept,
                 *(f'--config.{k}={v}' for k, v in overrides.items())], env,
-               [os.path.join(flags['workdir'], OUTPUTS[mode])])
+               [os.path.join(flags['workdir'], output)])
 
 
 def reduce_line(line: str, tmp: str) -> list[Stage]:
