@@ -22,7 +22,6 @@ Writes the JSON (one row per solver, budget and corrector) and a markdown table 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import sys
@@ -30,8 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.population_fd import load_config
-from benchmarks.smoke import add_smoke_flag, smoke_setup, write_report
+from benchmarks.smoke import sampled_field_main
 
 OUT = 'benchmarks/results/ode_corrector_field16.json'
 SOLVERS = {'edm_heun': 'karras', 'dpm_solver_2m': 'logsnr'}  # method -> grid
@@ -131,22 +129,7 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--config', default='configs/analytic/field_16.py')
-    p.add_argument('--samples', type=int, default=1024)
-    p.add_argument('--batch', type=int, default=512)
-    p.add_argument('--out', default=OUT)
-    add_smoke_flag(p)
-    args = p.parse_args()
-    if args.smoke:
-        smoke_setup()
-    config = load_config(args.config)
-    samples, batch = args.samples, args.batch
-    if args.smoke:
-        config.data.image_size, samples, batch = 8, 16, 16
-    result = run(config, samples, batch, args.smoke)
-    result['config'] = args.config
-    write_report(args.out, result, markdown(result))
+    sampled_field_main(__doc__, OUT, run, markdown)
 
 
 if __name__ == '__main__':

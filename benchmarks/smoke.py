@@ -57,3 +57,28 @@ def write_report(path: str, result: dict, markdown: str) -> None:
     with open(os.path.splitext(path)[0] + '.md', 'w') as f:
         f.write(markdown)
     print(markdown)
+
+
+def sampled_field_main(doc: str, out: str, run, markdown) -> None:
+    """The command line of a benchmark that samples a field config: ``--config`` (the 16x16
+    field), ``--samples``, ``--batch``, ``--out`` and ``--smoke`` (8 x 8, 16 samples); calls
+    ``run(config, samples, batch, smoke) -> result`` and writes ``result`` with
+    ``markdown(result)`` next to it."""
+    from benchmarks.population_fd import load_config
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument('--config', default='configs/analytic/field_16.py')
+    p.add_argument('--samples', type=int, default=1024)
+    p.add_argument('--batch', type=int, default=512)
+    p.add_argument('--out', default=out)
+    add_smoke_flag(p)
+    args = p.parse_args()
+    if args.smoke:
+        smoke_setup()
+    config = load_config(args.config)
+    samples, batch = args.samples, args.batch
+    if args.smoke:
+        config.data.image_size, samples, batch = 8, 16, 16
+    result = run(config, samples, batch, args.smoke)
+    result['config'] = args.config
+    write_report(args.out, result, markdown(result))
