@@ -99,6 +99,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # carried to T, plus the prior's noise: x_T = alpha(T) mu + prior) or 'gaussian' (also
     # the data spectrum: the marginal at T of a Gaussian with the data's mean and spectrum)
     sampling.prior = 'score_sde'
+    # the data moments of the 'mean' and 'gaussian' priors for a network's data: a
+    # stats/spectrum.npz written by --mode=stats ('' : known data only, the field or mixture)
+    sampling.prior_stats = ''
     # sampling.method='edm_stochastic' (EDM, Karras et al. 2022, Algorithm 2; pds/sampling/edm.py):
     # each step with noise level s_tmin <= sigma <= s_tmax (x-hat levels) first rises to
     # sigma (1 + gamma), gamma = min(s_churn / N, sqrt(2) - 1), by fresh noise scaled by s_noise.

@@ -149,16 +149,37 @@ def prior_moments(config, field, mixture=None
         raise ConfigError('sampling.prior', prior, "'score_sde' or 'mean' with "
                           "sampling.precondition='pds' (PDS colours x_T itself)")
     h, w, _ = image_shape(config)
+    stats = config.sampling.get('prior_stats', '')
+    if stats:  # a network's data: the moments --mode=stats measured
+        return stats_prior(config, stats, prior)
     if field is None and mixture is not None and prior == 'mean':
         return mixture.exact_moments(h, w)['mean'].astype(np.float32), None
     if field is None:
         raise ConfigError('sampling.prior', prior, "'score_sde' for this data (the "
-                          f"{prior} prior needs the data's moments, known here for "
-                          "data.dataset='gaussian_field', and the mean for 'gaussian_mixture')")
+                          f"{prior} prior needs the data's moments: set "
+                          "sampling.prior_stats to a --mode=stats spectrum.npz; they are known "
+                          "for data.dataset='gaussian_field', the mean for 'gaussian_mixture')")
     mean = np.broadcast_to(np.asarray(field.mean, np.float32), image_shape(config)).copy()
     if prior == 'mean':
         return mean, None
     return mean, field.half_spectrum(h, w).astype(np.float32)
+
+
+def stats_prior(config, path: str, prior: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The prior's (mean (H, W, C), half spectrum (H, W // 2 + 1, C)) from a
+    ``--mode=stats`` spectrum.npz, in the model's data units: x -> 2 x - 1 (mean 2 mu - 1,
+    spectrum 4 lambda) with ``data.centered``."""
+    from pds.storage.readers import read_data_spectrum
+
+    h, w, c = image_shape(config)
+    mean, power = read_data_spectrum(path, (h, w, c))
+    if config.data.centered:
+        mean, power = 2.0 * mean - 1.0, 4.0 * power
+    mean_img = np.broadcast_to(mean.astype(np.float32), (h, w, c)).copy()
+    if prior == 'mean':
+        return mean_img, None
+    half = np.moveaxis(power, 0, -1)[:, : w // 2 + 1]
+    return mean_img, half.astype(np.float32)
 
 
 def experiment_mixture(config):

@@ -544,3 +544,18 @@ def read_eval_report(path: str, field: str = '--workdir') -> dict:
     if not isinstance(report, dict):
         raise fail(field, path, expected, f'the JSON holds a {type(report).__name__}')
     return report
+
+
+def read_data_spectrum(path: str, shape_hwc: tuple[int, int, int],
+                       field: str = 'sampling.prior_stats') -> tuple[np.ndarray, np.ndarray]:
+    """(per-channel mean (C,), centred power spectrum (C, H, W)) of a ``--mode=stats``
+    ``spectrum.npz`` (``pds.modes.stats``), in [0, 1] data units, checked against the
+    config's image shape."""
+    h, w, c = shape_hwc
+    expected = f'a stats/spectrum.npz of {c}-channel {h}x{w} images (python main.py --mode=stats)'
+    data = read_npz(path, field, {'mean': ArraySpec(shape=(c,), finite=True),
+                                  'power_centered': ArraySpec(shape=(c, h, w), finite=True)},
+                    expected)
+    if np.any(data['power_centered'] < 0):
+        raise fail(field, path, expected, 'negative power')
+    return data['mean'].astype(np.float64), data['power_centered'].astype(np.float64)
