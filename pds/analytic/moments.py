@@ -516,7 +516,7 @@ def merge_modes(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 LAYOUTS = ('modes', 'image')
 DETERMINISTIC_METHODS = ('pf_euler', 'edm_heun', 'dpm_solver_2m', 'dpm_solver_3m',
-                         'ddim')  # ODEs
+                         'ddim', 'unipc')  # ODEs
 STEPWISE_METHODS = ('edm_stochastic',)  # fresh noise every step, each step affine (x, z)
 
 

@@ -25,7 +25,8 @@ the offset a deterministic flow carries from the reference prior's zero mean):
   corrector, snr) without PDS, with PDS at ``sampling.pds.alpha``, and with the alpha table of
   ``sampling.pds.tuned`` (``--mode=tune``; only at the iteration counts the table covers);
   ladder grid, score_sde prior;
-- ``pf_euler`` (ladder), ``ddim`` and ``dpm_solver_2m`` / ``dpm_solver_3m`` (log-SNR),
+- ``pf_euler`` (ladder), ``ddim``, ``dpm_solver_2m`` / ``dpm_solver_3m`` and ``unipc``
+  (log-SNR),
   ``edm_heun`` and ``edm_stochastic`` (Karras, ``sampling.edm`` churn);
 - ``dopri5``, ``adaptive_sde``: the error-controlled solvers.
 
@@ -76,6 +77,7 @@ PRESETS = {
     'ddim': Preset({'method': 'ddim', 'grid': 'logsnr'}),
     'dpm_solver_2m': Preset({'method': 'dpm_solver_2m', 'grid': 'logsnr'}),
     'dpm_solver_3m': Preset({'method': 'dpm_solver_3m', 'grid': 'logsnr'}, extra=1),
+    'unipc': Preset({'method': 'unipc', 'grid': 'logsnr'}),
     'edm_heun': Preset({'method': 'edm_heun', 'grid': 'karras'}, per_step=2, extra=-1),
     'edm_stochastic': Preset({'method': 'edm_stochastic', 'grid': 'karras'}, per_step=2,
                              extra=-1),

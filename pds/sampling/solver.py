@@ -65,6 +65,7 @@ def _register_solvers() -> None:
         edm,
         pc,
         pf_euler,
+        unipc,
     )
 
 

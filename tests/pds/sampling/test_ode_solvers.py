@@ -21,7 +21,7 @@ from pds.sampling.grid import noise_level_grid, sigma_of_t
 from pds.sampling.solver import solver_from_config
 
 SOLVERS = {'pf_euler': ('logsnr', 1), 'edm_heun': ('karras', 2), 'dpm_solver_2m': ('logsnr', 2),
-           'dpm_solver_3m': ('logsnr', 3), 'ddim': ('logsnr', 1)}
+           'dpm_solver_3m': ('logsnr', 3), 'ddim': ('logsnr', 1), 'unipc': ('logsnr', 3)}
 GRID = {'edm_stochastic': 'karras', **{m: grid for m, (grid, _) in SOLVERS.items()}}
 
 
@@ -106,11 +106,12 @@ def test_nfe_counts_of_the_solvers():
     assert moments('pf_euler', 20).nfe == 20
     assert moments('ddim', 20).nfe == 20
     assert moments('edm_stochastic', 18).nfe == 35  # as Heun
+    assert moments('unipc', 20).nfe == 20  # 2 in the first step, 0 in the last
 
 
 @pytest.mark.parametrize('method,steps,prior', [
     ('edm_heun', 6, 'mean'), ('dpm_solver_2m', 8, 'mean'), ('dpm_solver_3m', 8, 'mean'),
-    ('dpm_solver_2m', 8, 'gaussian'), ('pf_euler', 8, 'score_sde')])
+    ('dpm_solver_2m', 8, 'gaussian'), ('pf_euler', 8, 'score_sde'), ('unipc', 8, 'mean')])
 def test_exact_moments_agree_with_the_sampler(method, steps, prior):
     """The sampler's unbiased FD over 128 samples estimates the ring-pooled FD that the exact
     moments give: within 4 of its standard errors (a false alarm every ~16,000 runs)."""

@@ -1,0 +1,103 @@
+"""UniPC (Zhao et al. 2023) with B(h) = e^{-h} - 1 ("bh2"), data prediction, order 2:
+a multistep predictor (UniP) whose step is corrected (UniC) with the denoiser at its own
+result, that evaluation then serving the next step (``sampling.method='unipc'``).
+
+In x-hat with noise level sigma (:mod:`pds.sampling.denoiser`), lambda = -log sigma, step
+h = lambda_n - lambda, and m_j the denoisers already computed (m_0 at the current point,
+m_-1 one step back, r = -h_{i-1} / h):
+
+    base    = e^{-h} x-hat + (1 - e^{-h}) m_0                          (DDIM's step)
+    UniP-2  : x-hat'_n = base - B(h) (1/2) D1,        D1 = (m_-1 - m_0) / r
+    UniC-2  : x-hat_n  = base - B(h) (rho_1 D1 + rho_2 (m_n - m_0)),   m_n = D(x-hat'_n; sigma_n)
+
+with (rho_1, rho_2) solving [[1, 1], [r, 1]] rho = (phi_1 / B, 2 phi_2 / B), where
+phi_1 = (e^{-h} - 1) / (-h) - 1 and phi_2 = phi_1 / (-h) - 1/2: UniC makes the expansion of
+the exact step x-hat_n = e^{-h} x-hat + int_0^h e^{-(h-u)} D(lambda + u) du match to one
+more order (third). The first step has no m_-1: UniP-1 (DDIM) and UniC-1
+(rho = phi_1 / B). The last interval ends at the data (sigma_n = 0): x-hat_n = m_0, the
+denoiser the step before computed (UniPC's reuse; no new evaluation). m_n is evaluated at
+the predicted x-hat'_n and kept for the next step while the state moves to the corrected
+x-hat_n, as UniPC does. Score evaluations: 2 in the first step (m_0 at x_T, then m_n), 1
+after, 0 in the last: N in all (N >= 2). Deterministic after the prior draw; no
+preconditioner may enter it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from pds.method.sde import SDE, bcast
+from pds.sampling.context import Context
+from pds.sampling.denoiser import denoise, levels
+from pds.sampling.grid import Interval
+from pds.sampling.solver import register_solver, require_no_preconditioner
+
+
+def corrector_weights(h, r, first):
+    """(rho_1, rho_2) of UniC (module docstring), (B,) each; rho_1 = 0 in the first step."""
+    hh = -h
+    b_h = jnp.expm1(hh)
+    phi1 = b_h / hh - 1.0
+    phi2 = phi1 / hh - 0.5
+    b1, b2 = phi1 / b_h, 2.0 * phi2 / b_h
+    safe_r = jnp.where(first, 0.5, r)  # any value with 1 - r != 0 (unused in the first step)
+    # [[1, 1], [r, 1]] (rho_1, rho_2) = (b1, b2)
+    rho1 = (b1 - b2) / (1.0 - safe_r)
+    rho2 = b1 - rho1
+    return jnp.where(first, 0.0, rho1), jnp.where(first, b1, rho2), b_h
+
+
+@dataclasses.dataclass(frozen=True)
+class UniPC:
+    deterministic = True  # no noise after the prior draw (pds.analytic.moments uses it)
+
+    def init(self, ctx: Context, x):
+        """x, the denoiser at the current point m_0, the one before m_-1 and h_{i-1}."""
+        zeros = jnp.zeros_like(x)
+        return {'x': x, 'm0': zeros, 'm_prev': zeros,
+                'h_prev': jnp.zeros(x.shape[:1], x.dtype)}
+
+    def step(self, ctx: Context, state, interval: Interval):
+        x = state['x']
+        a, s, a_n, s_n, last = levels(ctx, interval)
+        t, t_n = ctx.times(interval.t), ctx.times(interval.t_next)
+        x_hat = x / bcast(a, x)
+        first = interval.iteration == 0
+        m0 = jax.lax.cond(first, lambda: denoise(ctx, x_hat, a, s, t).astype(x.dtype),
+                          lambda: state['m0'])
+        h = jnp.log(s / jnp.where(last, 1.0, s_n))  # (unused when last)
+        ratio = s_n / s  # e^{-h}
+        base = bcast(ratio, x) * x_hat + bcast(1.0 - ratio, x) * m0
+        r = -state['h_prev'] / jnp.where(last, 1.0, h)
+        d1 = (state['m_prev'] - m0) / bcast(jnp.where(first, 1.0, r), x)
+        rho1, rho2, b_h = corrector_weights(h, r, first)
+        predicted = base - bcast(jnp.where(first, 0.0, 0.5 * b_h), x) * d1
+
+        def corrected():
+            m_n = denoise(ctx, predicted, a_n, s_n, t_n).astype(x.dtype)
+            x_n = base - bcast(b_h, x) * (bcast(rho1, x) * d1 + bcast(rho2, x) * (m_n - m0))
+            return x_n, m_n
+
+        x_hat_n, m_n = jax.lax.cond(interval.t_next <= 0, lambda: (m0, m0), corrected)
+        return {'x': (bcast(a_n, x) * x_hat_n).astype(x.dtype), 'm0': m_n, 'm_prev': m0,
+                'h_prev': h.astype(x.dtype)}
+
+    def step_nfe(self, interval: Interval):
+        first = (interval.iteration == 0).astype(jnp.int32)
+        return jnp.where(interval.t_next <= 0, first, 1 + first).astype(jnp.int32)
+
+    def output(self, ctx: Context, state):
+        return state['x']
+
+    def summary(self) -> dict[str, Any]:
+        return {'method': 'unipc', 'variant': 'bh2', 'order': 2}
+
+
+@register_solver('unipc')
+def from_config(config, sde: SDE) -> UniPC:
+    require_no_preconditioner(config, 'unipc')
+    return UniPC()
