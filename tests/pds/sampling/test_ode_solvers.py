@@ -135,8 +135,7 @@ def test_the_mean_prior_removes_the_ode_offset():
     assert mean.mean_error_sq < 0.1 * plain.mean_error_sq
 
 
-@pytest.mark.parametrize('method', ['edm_heun', 'dpm_solver_2m', 'dpm_solver_3m', 'pf_euler',
-                                    'ddim'])
+@pytest.mark.parametrize('method', list(SOLVERS))
 def test_no_preconditioner_in_an_ode_solver(method):
     config = ode_config(method, 4)
     config.sampling.precondition = 'pds'
