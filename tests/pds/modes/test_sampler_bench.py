@@ -76,6 +76,7 @@ def test_the_tuned_preset_uses_the_tables_alpha_within_its_range(tmp_path):
                                                                         ('N=8', 4.0)]
 
 
+@pytest.mark.slow
 def test_mean_prior_of_the_mixture_is_its_exact_mean(tmp_path):
     from configs.analytic import mixture_32
 

@@ -262,6 +262,7 @@ def sample_mode_config(method: str, max_steps: int = 10000):
     return config
 
 
+@pytest.mark.slow
 def test_sample_mode_reports_attempted_steps(tmp_path):
     """--mode=sample with dopri5: ``iterations`` counts the steps each example attempted (6
     evaluations each, FSAL, 8 in the first, + 1 for the final denoising), not the grid's N,
@@ -277,6 +278,7 @@ def test_sample_mode_reports_attempted_steps(tmp_path):
     assert m['seconds_per_iteration'] > 0
 
 
+@pytest.mark.slow
 def test_sample_mode_names_max_steps_for_an_unfinished_example(tmp_path):
     from pds.modes import sample as sample_mode
     from pds.runtime.errors import RunError

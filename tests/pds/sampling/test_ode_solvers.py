@@ -288,6 +288,7 @@ def band_log_standard_errors(h: int, w: int, channels: int, n: int) -> dict[str,
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('sde,steps,s_churn', [('vesde', 8, 40.0), ('vpsde', 24, 6.0)])
 def test_churn_moments_agree_with_the_sampler(sde, steps, s_churn):
     """EDM's stochastic sampler against its step-by-step exact moments, on 128 samples: as
