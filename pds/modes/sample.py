@@ -34,7 +34,7 @@ from pds.runtime.errors import ConfigError, RunError
 from pds.runtime.mesh import check_batch, data_mesh, replicate, replicated
 from pds.runtime.progress import IterationBar, round_bar
 from pds.sampling.sampler import Sampler, build_sampler, to_uint8
-from pds.sampling.solver import Solver, solver_from_config
+from pds.sampling.solver import Solver, loop_length, solver_from_config, takes_own_steps
 from pds.storage import outputs, readers, replace
 
 GRID_IMAGES = 64
@@ -186,9 +186,8 @@ def check_finite_round(k: int, index: np.ndarray, nonfinite_at: np.ndarray, exp:
         return
     it, example = hit[np.argmin(hit[:, 0])]
     sampler = describe_sampler(exp, solver, config)
-    max_steps = getattr(solver, 'max_steps', None)
-    limit = exp.grid.num_steps if max_steps is None else int(max_steps(exp.grid))
-    if max_steps is not None and it == limit - 1:
+    limit = loop_length(solver, exp.grid)
+    if takes_own_steps(solver) and it == limit - 1:
         raise RunError(f'unfinished samples in round {k}: example {example} had not reached '
                        f'the end time after sampling.adaptive.max_steps={limit} attempted '
                        'steps (raise it, or loosen the tolerance); nothing of this round was '
@@ -234,9 +233,7 @@ class CompiledSampler:
 
 def compile_sampler(exp: Experiment, solver: Solver, config, batch_size: int, mesh,
                     desc: str = 'sampling') -> CompiledSampler:
-    max_steps = getattr(solver, 'max_steps', None)  # a while loop: at most that many steps
-    total = exp.grid.num_steps if max_steps is None else int(max_steps(exp.grid))
-    bar = IterationBar(total, desc, enabled=distributed.is_main())
+    bar = IterationBar(loop_length(solver, exp.grid), desc, enabled=distributed.is_main())
     sampler = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch_size,
                             mesh, solver, progress=bar,
                             progress_every=int(config.sampling.progress_every),
@@ -281,7 +278,7 @@ def sampler_summary(config, exp: Experiment, solver: Solver) -> dict:
     out = solver.summary()
     out.update(sde=type(exp.sde).__name__, iterations=exp.grid.num_steps, eps=exp.grid.eps,
                precondition=s.precondition)
-    if getattr(solver, 'max_steps', None) is not None:
+    if takes_own_steps(solver):
         del out['iterations']
     if s.precondition == 'pds':
         out['pds'] = {k: s.pds[k] for k in ('alpha', 'freq_mask', 'space_mask', 'transform',
@@ -347,7 +344,7 @@ def _sample_and_write(config, exp: Experiment, solver: Solver, workdir: str) -> 
         'sampler': sampler_summary(config, exp, solver), 'seed': config.seed,
         'clipped_fraction': round(res.clipped_fraction, 6),
     }
-    if getattr(solver, 'max_steps', None) is not None:
+    if takes_own_steps(solver):
         metrics.update(iterations_max=res.iterations_max, loop_iterations=res.loop_iterations)
     if exp.checkpoint is not None:
         metrics['checkpoint'] = exp.checkpoint

@@ -181,9 +181,10 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     paths = {f: os.path.join(workdir, 'bench', f) for f in FILES}
     replace.check_not_interrupted(workdir)
     experiments = bench.Experiments(config, workdir)
+    exps = {name: [experiments.for_config(cfg) for _, cfg in ladders[name]] for name in names}
     for name in names:
-        for _, cfg in ladders[name]:
-            bench.solver_from_config(cfg, experiments.for_config(cfg).sde)
+        for (_, cfg), exp in zip(ladders[name], exps[name], strict=True):
+            bench.solver_from_config(cfg, exp.sde)
     replace.claim(list(paths.values()), overwrite)
 
     say = print if distributed.is_main() else (lambda *a, **k: None)
@@ -193,8 +194,8 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
         f'{floor:.4g})', flush=True)
     rows = []
     for name in names:
-        for (rung, cfg), est in zip(ladders[name], estimates[name], strict=True):
-            exp = experiments.for_config(cfg)
+        for (rung, cfg), est, exp in zip(ladders[name], estimates[name], exps[name],
+                                         strict=True):
             if est == 'population':
                 fields = bench.population_fields(cfg, exp)
             else:

@@ -32,7 +32,7 @@ from pds.sampling.context import Context
 from pds.sampling.grid import TimeGrid
 from pds.sampling.loops import LoopResult, scan_loop, while_loop
 from pds.sampling.noise import PRIOR_TAG, draw, example_keys
-from pds.sampling.solver import Solver
+from pds.sampling.solver import Solver, loop_length, takes_own_steps
 
 Array = jnp.ndarray
 ScoreBuilder = Callable[[SDE, Any], Callable[[Array, Array], Array]]
@@ -55,15 +55,14 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
     A solver with ``white_prior`` (:mod:`pds.sampling.with_corrector`) gets x_T without M."""
     local_b = check_batch('eval.batch_size', batch_size, mesh)
     white = getattr(solver, 'white_prior', False)  # x_T without M (an ODE solver's corrector)
-    max_steps = getattr(solver, 'max_steps', None)
-    n = grid.num_steps if max_steps is None else int(max_steps(grid))
+    own_steps = takes_own_steps(solver)
+    n = loop_length(solver, grid)
     every = progress_every if progress_every > 0 else max(1, n // 50)
     shift = colour = None
+    alpha_T, sigma_T = scale_and_sigma(sde, jnp.float32(sde.T))  # std(T) = alpha sigma
     if prior_spectrum is not None:
-        alpha_T, sigma_T = scale_and_sigma(sde, jnp.float32(sde.T))  # std(T) = alpha sigma
         colour = alpha_T * jnp.sqrt(jnp.asarray(prior_spectrum, jnp.float32) + sigma_T**2)
     if prior_mean is not None:
-        alpha_T = scale_and_sigma(sde, jnp.float32(sde.T))[0]
         shift = (alpha_T * jnp.asarray(prior_mean, jnp.float32))[None]
 
     def batch_mean(v):
@@ -94,7 +93,7 @@ def build_sampler(sde: SDE, grid: TimeGrid, score_builder: ScoreBuilder,
             jax.lax.cond(due, lambda: report(i), lambda: None)
 
         hook = on_step if progress is not None else None
-        if max_steps is None:
+        if not own_steps:
             return scan_loop(solver, ctx, grid, x, hook)
         return while_loop(solver, ctx, x, n, grid, hook)
 

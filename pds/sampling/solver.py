@@ -37,7 +37,7 @@ from pds.method.sde import SDE
 from pds.runtime.errors import ConfigError
 from pds.runtime.registry import Registry
 from pds.sampling.context import Context
-from pds.sampling.grid import Interval, sampling_schedule
+from pds.sampling.grid import Interval, TimeGrid, sampling_schedule
 
 Array = jnp.ndarray
 State = Any
@@ -90,6 +90,17 @@ def require_no_preconditioner(config, method: str, reason: str = ODE_REASON) -> 
                       + ("; or set sampling.ode_corrector='langevin' or 'ald': M then goes "
                          'to a Langevin corrector after each step only'
                          if method in CORRECTED_METHODS else ''))
+
+
+def takes_own_steps(solver) -> bool:
+    """The solver runs in the while loop (it defines ``max_steps``), choosing its own steps."""
+    return getattr(solver, 'max_steps', None) is not None
+
+
+def loop_length(solver, grid: TimeGrid) -> int:
+    """The most iterations the solver's loop runs: the grid's N for the scan, or the
+    solver's ``max_steps(grid)`` for the while loop."""
+    return int(solver.max_steps(grid)) if takes_own_steps(solver) else grid.num_steps
 
 
 def solver_names() -> tuple[str, ...]:
