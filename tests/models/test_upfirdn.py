@@ -42,6 +42,21 @@ def test_upfirdn2d_matches_definition(up: int, down: int, pad0: int, pad1: int) 
     np.testing.assert_allclose(got, want, rtol=0, atol=16 * EPS32 * mag.max())
 
 
+@pytest.mark.parametrize(('up', 'down', 'pad0', 'pad1'),
+                         [(1, 1, 0, 0), (2, 1, 2, 1), (1, 2, 1, 1), (2, 2, 1, 2), (3, 1, 1, 0)])
+def test_separable_taps_match_the_outer_product_kernel(up, down, pad0, pad1) -> None:
+    """1-D taps k run as two 1-D passes; the definition convolves with outer(k, k)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 7, 6, 3)).astype(np.float32)
+    k = rng.normal(size=4).astype(np.float32)  # asymmetric: checks the flip on both axes
+    k2d = np.outer(k, k)
+    got = np.asarray(upfirdn.upfirdn2d(jnp.asarray(x), k, up, down, pad0, pad1))
+    want = _per_plane(lambda p: _np_upfirdn(p, k2d, up, down, pad0, pad1), x)
+    mag = _per_plane(lambda p: _np_upfirdn(np.abs(p), np.abs(k2d), up, down, pad0, pad1), x)
+    # two float32 passes of <= 4 products each (plus the rounding of k_i k_j): 16 eps32
+    np.testing.assert_allclose(got, want, rtol=0, atol=16 * EPS32 * mag.max())
+
+
 def test_setup_kernel() -> None:
     k = upfirdn.setup_kernel(FIR)
     np.testing.assert_allclose(k, np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0)
