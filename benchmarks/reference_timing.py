@@ -107,14 +107,15 @@ class Ours:
                      'parameters': int(sum(np.size(p) for p in
                                            jax.tree.leaves(exp.variables['params']))),
                      'init_seconds': time.perf_counter() - t0}
-        score = exp.score_builder(exp.sde, self.variables)
         x = jax.random.normal(jax.random.key(0), (batch, *exp.image_shape))
         t = jax.numpy.full((batch,), 0.5)
-        forward = jax.jit(score).lower(x, t)
+        # the variables are an argument, as in the sampler (closed over, XLA would fold them)
+        forward = jax.jit(lambda v, x, t: exp.score_builder(exp.sde, v)(x, t))
+        forward = forward.lower(self.variables, x, t)
         t0 = time.perf_counter()
         forward = forward.compile()
         self.info['forward_compile_seconds'] = time.perf_counter() - t0
-        self.calls = {'nfe': lambda: forward(x, t)}
+        self.calls = {'nfe': lambda: forward(self.variables, x, t)}
         solver = solver_from_config(config, exp.sde)
         for label, precond in (('pc', Identity()), ('pc_pds', random_pds(exp.image_shape))):
             s = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch,

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from models import upfirdn
+from models import normalization, upfirdn
 from models.initializers import default_init, ncsn_bias_init, ncsn_kernel_init
 
 Activation = Callable[[jax.Array], jax.Array]
@@ -68,7 +68,7 @@ def group_norm(x: jax.Array, dtype: Dtype = jnp.float32, num_groups: int | None 
                ) -> jax.Array:
     """GroupNorm (eps 1e-6) with ``min(C // 4, 32)`` groups unless ``num_groups`` is given."""
     groups = num_groups if num_groups is not None else min(x.shape[-1] // 4, 32)
-    return nn.GroupNorm(num_groups=groups, dtype=dtype)(x)
+    return normalization.GroupNorm(num_groups=groups, dtype=dtype)(x)
 
 
 def conv3x3(x: jax.Array, out_ch: int, stride: int = 1, bias: bool = True, dilation: int = 1,

@@ -7,6 +7,8 @@ Parameter names and shapes follow score_sde (all of shape (1, 1, 1, C)):
   With mu_c the per-channel means, m, v the mean and variance of mu over channels:
   y = gamma * ((x - mu) / sqrt(var + 1e-5) + alpha * (mu - m) / sqrt(v + 1e-5)) + beta
 * ``VarianceNorm2d``: ``scale`` (N(1, 0.02^2)), optional ``bias``. y = x / sqrt(var + 1e-5) * scale
+
+and the GroupNorm of DDPM / NCSN++ (``GroupNorm``: flax's parameters and math, faster on CPU).
 """
 
 from __future__ import annotations
@@ -89,18 +91,56 @@ class VarianceNorm2d(nn.Module):
         return h.astype(self.dtype)
 
 
+class GroupNorm(nn.Module):
+    """GroupNorm of NHWC input: per example and group of C / G channels,
+    y = (x - m) / sqrt(v + eps) * scale + bias with m, v the mean and variance over
+    (H, W, the group's channels); ``scale`` (ones) and ``bias`` (zeros) of shape (C,).
+
+    The parameters, their names and the math are flax's ``nn.GroupNorm`` (eps 1e-6, statistics
+    in float32, v = E[x^2] - m^2 clipped at 0), so checkpoints load unchanged. The sums run over
+    H and W first, to (B, C), then over each group's channels; XLA:CPU runs this about ten
+    times faster than flax's reduction of the (B, H, W, G, C / G) view (0.65 against 6.3 ms at
+    8 x 32 x 32 x 128 on 2 cores). Output in ``dtype``.
+    """
+
+    num_groups: int = 32
+    epsilon: float = 1e-6
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, h, w, c = x.shape
+        g = self.num_groups
+        if c % g:
+            raise ValueError(f'GroupNorm: {c} channels do not split into {g} groups')
+        xf = x.astype(jnp.float32)
+        flat = xf.reshape(b, h * w, c)
+        count = h * w * (c // g)
+        mean = flat.sum(axis=1).reshape(b, g, c // g).sum(axis=-1) / count
+        mean_sq = (flat * flat).sum(axis=1).reshape(b, g, c // g).sum(axis=-1) / count
+        inv = jax.lax.rsqrt(jnp.maximum(mean_sq - mean * mean, 0.0) + self.epsilon)
+
+        def per_channel(v):  # (B, G) -> (B, 1, 1, C)
+            return jnp.repeat(v, c // g, axis=1)[:, None, None, :]
+
+        scale = self.param('scale', nn.initializers.ones, (c,))
+        bias = self.param('bias', nn.initializers.zeros, (c,))
+        y = (xf - per_channel(mean)) * (per_channel(inv) * scale) + bias
+        return y.astype(self.dtype)
+
+
 def get_normalization(config: ml_collections.ConfigDict,
                       dtype: Any = jnp.float32) -> Callable[[], nn.Module]:
     """Factory of the normaliser named by ``config.model.normalization``.
 
-    'GroupNorm' gives flax's GroupNorm with its defaults (32 groups, eps 1e-6), as DDPM uses.
+    'GroupNorm' gives ``GroupNorm`` (flax's, 32 groups, eps 1e-6), as DDPM uses.
     """
     name = config.model.normalization
     table: dict[str, Callable[[], nn.Module]] = {
         'InstanceNorm': functools.partial(InstanceNorm2d, dtype=dtype),
         'InstanceNorm++': functools.partial(InstanceNorm2dPlus, dtype=dtype),
         'VarianceNorm': functools.partial(VarianceNorm2d, dtype=dtype),
-        'GroupNorm': functools.partial(nn.GroupNorm, num_groups=32, dtype=dtype),
+        'GroupNorm': functools.partial(GroupNorm, num_groups=32, dtype=dtype),
     }
     if name not in table:
         raise ValueError(f'unknown normalization {name!r}')

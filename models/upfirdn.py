@@ -89,7 +89,7 @@ def _upfirdn_1d(x: jax.Array, taps: np.ndarray, axis: int, up: int, down: int, p
     for m, tap in enumerate(taps[::-1]):
         if tap == 0:
             continue
-        part = jax.lax.slice_in_dim(s, m, m + (count - 1) * down + 1, down, axis) * tap
+        part = jax.lax.slice_in_dim(s, m, m + (count - 1) * down + 1, down, axis) * float(tap)
         out = part if out is None else out + part
     return jnp.zeros_like(jax.lax.slice_in_dim(s, 0, count, 1, axis)) if out is None else out
 

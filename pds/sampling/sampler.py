@@ -124,6 +124,12 @@ class Sampler:
         self.compile_seconds = time.perf_counter() - t0
         return self.compile_seconds
 
+    def hlo_text(self) -> str:
+        """The optimised HLO of the compiled sampler (after ``compile``)."""
+        if self._compiled is None:
+            raise RuntimeError('hlo_text() needs compile(variables, precond) first')
+        return self._compiled.as_text()
+
     def run(self, variables, precond: Preconditioner, seed: int, offset: int = 0
             ) -> LoopResult:
         """(x_0, nfe, nonfinite_at, steps): the samples, each example's score evaluations,

@@ -46,6 +46,7 @@ SCRIPTS = {
     'train_step_gpu.py': ('result.json', []),
     'gpu_check.py': ('result.json', []),
     'network_cpu.py': ('result.json', []),
+    'reference_timing.py': ('result.json', []),  # ours only: no reference checkout here
     'host_memory.py': ('out', []),  # a folder: host_memory.json and .png
     'inception_throughput.py': ('result.json', []),
     'precondition_ffhq1024.py': ('result.json', []),
@@ -198,6 +199,17 @@ def test_network_cpu(smoke):
     has(r['cases'][0], 'baseline_seconds_per_nfe', 'pds_seconds_per_nfe',
         'pds_ops_seconds_per_iteration', 'pds_ops_fraction_of_iteration',
         'pds_sampler_over_baseline', 'wall_seconds')
+
+
+def test_reference_timing(smoke):
+    r = load(smoke.output('reference_timing.py'))
+    has(r, 'machine', 'cpu_count', 'jax', 'torch', 'cases')
+    case = r['cases'][0]
+    assert 'reference' not in case and 'speedup' not in case  # no --reference-dir given
+    has(case['ours'], 'parameters', 'forward_compile_seconds', 'pc_compile_seconds',
+        'pc_pds_compile_seconds', 'seconds_per_nfe', 'seconds_per_iteration',
+        'seconds_per_iteration_pds', 'peak_rss_bytes', 'seconds')
+    assert case['ours']['pc_nfe_per_iteration'] == 2  # reverse diffusion + Langevin
 
 
 def test_train_step_gpu(smoke):
