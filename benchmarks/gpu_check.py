@@ -25,7 +25,7 @@ import time
 import jax
 import numpy as np
 
-from benchmarks.smoke import add_smoke_flag, smoke_setup, tiny_network, write_json
+from benchmarks.smoke import add_smoke_flag, apply_smoke_size, tiny_network, write_json
 from configs.ve import ffhq_256_ncsnpp_continuous, ffhq_ncsnpp_continuous
 from pds.method import masks
 from pds.method.pds_preconditioner import PDSPreconditioner, make_preconditioner
@@ -123,11 +123,7 @@ def main():
     parser.add_argument('--case', help='name:dtype; runs one case in this process')
     add_smoke_flag(parser)
     args = parser.parse_args()
-    if args.smoke:
-        smoke_setup()
-        args.iterations, args.repeats = 1, 1
-        if args.cases == ALL_CASES:
-            args.cases = SMOKE_CASES
+    apply_smoke_size(args, ALL_CASES, SMOKE_CASES)
     if args.case:  # child: one case per process, so peak memory is this case's own
         print('RESULT ' + json.dumps(one_case(args)), flush=True)
         return

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from benchmarks.gpu_check import random_pds, timed
-from benchmarks.smoke import add_smoke_flag, smoke_setup, tiny_network, write_json
+from benchmarks.smoke import add_smoke_flag, apply_smoke_size, tiny_network, write_json
 from configs.ve import cifar10_ncsnpp_continuous, ffhq_256_ncsnpp_continuous
 from pds.method.precondition import Identity
 from pds.modes.experiment import experiment_from_config
@@ -29,6 +29,7 @@ from pds.sampling.sampler import build_sampler
 from pds.sampling.solver import solver_from_config
 
 CONFIGS = {'cifar10': cifar10_ncsnpp_continuous, 'ffhq_256': ffhq_256_ncsnpp_continuous}
+ALL_CASES = 'cifar10:1,cifar10:8,ffhq_256:1,ffhq_256:8'
 SMOKE_CASES = 'cifar10:1'
 
 
@@ -74,16 +75,14 @@ def run_case(name: str, batch: int, iterations: int, repeats: int, smoke: bool =
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument('--cases', default='cifar10:1,cifar10:8,ffhq_256:1,ffhq_256:8')
+    parser.add_argument('--cases', default=ALL_CASES)
     parser.add_argument('--iterations', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), 'results',
                                                       'network_cpu.json'))
     add_smoke_flag(parser)
     args = parser.parse_args()
-    if args.smoke:
-        smoke_setup()
-        args.cases, args.iterations, args.repeats = SMOKE_CASES, 1, 1
+    apply_smoke_size(args, ALL_CASES, SMOKE_CASES)
     result = {'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
               'cpu_count': os.cpu_count(), 'cases': []}
     for case in args.cases.split(','):

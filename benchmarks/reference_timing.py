@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.smoke import add_smoke_flag, smoke_setup, tiny_network, write_json
+from benchmarks.smoke import add_smoke_flag, apply_smoke_size, tiny_network, write_json
 
 # name -> (our config module, the reference's default-config module for its non-model fields)
 CONFIGS = {
@@ -375,11 +375,7 @@ def main():
     p.add_argument('--child', help=argparse.SUPPRESS)
     add_smoke_flag(p)
     args = p.parse_args()
-    if args.smoke:
-        smoke_setup()
-        args.iterations, args.repeats = 1, 1
-        if args.cases == DEFAULT_CASES:
-            args.cases = 'cifar10_deep:1'
+    apply_smoke_size(args, DEFAULT_CASES, 'cifar10_deep:1')
     if args.child:
         child(args)
         return

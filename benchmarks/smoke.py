@@ -31,6 +31,17 @@ def smoke_setup() -> None:
     jax.config.update('jax_disable_most_optimizations', True)
 
 
+def apply_smoke_size(args: argparse.Namespace, default_cases: str, smoke_cases: str) -> None:
+    """At ``--smoke``: the CPU set-up, one iteration and one repeat, and ``smoke_cases`` in
+    place of ``args.cases`` unless the command line changed it from ``default_cases``."""
+    if not args.smoke:
+        return
+    smoke_setup()
+    args.iterations, args.repeats = 1, 1
+    if args.cases == default_cases:
+        args.cases = smoke_cases
+
+
 def tiny_network(config, image_size: int = 8) -> None:
     """Shrink a score network config in place: one resolution of 8 channels, no residual
     blocks besides the middle and output ones, no attention at any resolution (the same model

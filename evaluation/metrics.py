@@ -29,7 +29,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from evaluation.inception import RESIZE_POLICY, make_apply_fn
 
@@ -42,11 +44,11 @@ _APPLY_CACHE: dict[tuple[bool, bool], object] = {}
 
 def features(params: dict, images: np.ndarray, batch_size: int = 50, resize: bool = True,
              with_logits: bool = True) -> dict[str, np.ndarray]:
-    """Run the jitted FID Inception over ``images`` (N, H, W, 3) in batches.
+    """Run the jitted FID Inception over ``images`` (N, H, W, 3) in batches (``batched``).
 
-    ``images`` are uint8 in [0, 255] or floats in [0, 1] (see ``inception.preprocess``). The
-    last batch is zero-padded to ``batch_size`` so that only one shape is compiled. Returns
-    ``{'pool_3': (N, 2048) float32, 'logits': (N, 1008) float32}`` (logits only if asked).
+    ``images`` are uint8 in [0, 255] or floats in [0, 1] (see ``inception.preprocess``).
+    Returns ``{'pool_3': (N, 2048) float32, 'logits': (N, 1008) float32}`` (logits only if
+    asked).
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
@@ -54,16 +56,28 @@ def features(params: dict, images: np.ndarray, batch_size: int = 50, resize: boo
     key = (resize, with_logits)
     if key not in _APPLY_CACHE:
         _APPLY_CACHE[key] = make_apply_fn(resize=resize, with_logits=with_logits)
-    apply = _APPLY_CACHE[key]
-    n = len(images)
+    return batched(_APPLY_CACHE[key], params, images, batch_size)
+
+
+def batched(apply, params, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    """``apply(params, batch) -> {name: (B, ...)}`` over ``images`` in batches of
+    ``batch_size``, each batch split over this process's devices (``jax.local_devices()``) on
+    its first axis, ``params`` replicated. Every batch is zero-padded to ``batch_size``
+    rounded up to a multiple of the device count, so that only one shape is compiled; the
+    padding rows are dropped from the concatenated outputs."""
+    devices = jax.local_devices()
+    size = -(-batch_size // len(devices)) * len(devices)
+    mesh = Mesh(np.array(devices), ('batch',))
+    split = NamedSharding(mesh, PartitionSpec('batch'))
+    params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
     chunks: dict[str, list[np.ndarray]] = {}
-    for lo in range(0, n, batch_size):
+    for lo in range(0, len(images), batch_size):
         batch = images[lo: lo + batch_size]
         m = len(batch)
-        if m < batch_size:
-            pad = np.zeros((batch_size - m, *batch.shape[1:]), batch.dtype)
+        if m < size:
+            pad = np.zeros((size - m, *batch.shape[1:]), batch.dtype)
             batch = np.concatenate([batch, pad])
-        out = apply(params, batch)
+        out = apply(params, jax.device_put(batch, split))
         for name, val in out.items():
             chunks.setdefault(name, []).append(np.asarray(val)[:m])
     if not chunks:
