@@ -85,6 +85,7 @@ class Spy:
         return x
 
 
+@pytest.mark.default_codegen
 def test_the_ode_step_and_the_prior_see_no_preconditioner():
     """With PDS: every call of the inner solver sees M = I, and on a one-step grid (its one
     interval ends at the data: no corrector) the output is x_T of the plain sampler, bit for

@@ -238,6 +238,7 @@ def test_time_of_sigma_inverts_sigma_of_t(sde):
     np.testing.assert_allclose(np.asarray(time_of_sigma(sde, sigma)), t, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.default_codegen
 @pytest.mark.parametrize('sde,steps', [('vesde', 5), ('vpsde', 24)])  # VP: N > beta_max
 def test_edm_stochastic_without_churn_is_edm_heun_bit_for_bit(sde, steps):
     from pds.runtime.mesh import data_mesh, replicate

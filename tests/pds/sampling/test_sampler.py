@@ -28,7 +28,7 @@ from tests.paths import ROOT, jax_env
 
 @pytest.mark.slow
 def test_identical_on_1_and_4_devices():
-    env = jax_env(4)
+    env = jax_env(4, default_codegen=True)
     script = os.path.join(ROOT, 'tests', 'pds', 'sampling', 'device_invariance_check.py')
     res = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True,
                          timeout=600)

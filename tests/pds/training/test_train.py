@@ -55,7 +55,8 @@ def test_plan_requires_event_frequencies_on_call_boundaries():
 def test_training_steps_same_on_1_2_and_4_devices(tmp_path):
     """Losses bit-identical; parameters bit-identical on 2 and 4 devices (fixed-order gradient
     sum of 4 microbatches) and within rounding on 1 device (XLA's one-partition pipeline)."""
-    res = subprocess.run([sys.executable, DRIVER, 'devices'], env=jax_env(4),
+    res = subprocess.run([sys.executable, DRIVER, 'devices'],
+                         env=jax_env(4, default_codegen=True),
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0 and 'ok' in res.stdout, res.stdout + res.stderr[-3000:]
 
