@@ -10,7 +10,7 @@ layouts (the tiny NCSN++ of configs/tiny/ncsnpp_train.py, 2 steps, ``training.gr
     PYTHONPATH=. python benchmarks/cpu_layout_check.py --out benchmarks/results/cpu_layout.json
 
 ``--smoke``: one step of a smaller network (no residual blocks outside the middle), most XLA
-optimisations off; the same verdict fields.
+optimisations off and the caller's XLA_FLAGS kept; the same verdict fields.
 """
 
 import argparse
@@ -76,7 +76,8 @@ def run_layout(processes: int, out: str, smoke: bool) -> None:
 
     port = free_port()
     env = dict(os.environ, JAX_PLATFORMS='cpu')
-    env.pop('XLA_FLAGS', None)
+    if not smoke:  # the verdict is XLA's default compilation's; a smoke run keeps the caller's
+        env.pop('XLA_FLAGS', None)
     procs = [subprocess.Popen([sys.executable, __file__, '--out', out, '--worker',
                                str(processes), str(i), str(port), out,
                                *(['--smoke'] if smoke else [])], env=env)

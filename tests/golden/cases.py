@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.paths import ROOT
+from tests.paths import BASE_XLA_FLAGS, ROOT
 
 FIELD_CONFIG = 'configs/analytic/field_16.py'
 NETWORK_CONFIG = 'configs/ve/gaussian_field_16_ncsnpp_small.py'
@@ -155,7 +155,7 @@ def _flatten(tree, prefix: str = ''):
         yield prefix.rstrip('/'), tree
 
 
-XLA_FLAGS = '--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=1'
+XLA_FLAGS = f'{BASE_XLA_FLAGS} --xla_force_host_platform_device_count=1'  # the suite's
 
 
 def groups() -> list[list[str]]:
