@@ -88,35 +88,26 @@ def _metrics(workdir):
 
 def test_training_2x2_processes_equals_1_process(tmp_path):
     """2 processes x 2 devices against 1 process with 2 devices (the same 4 gradient
-    microbatches) and with 4 devices. XLA:CPU splits loop fusions into max(cores, CPU devices
-    in the process) partitions, which changes some fused reductions' float order: with 4 or
-    more cores 1 x 4 and 2 x 2 compile alike and must match bit for bit
-    (benchmarks/cpu_layout_check.py: identical on 16 cores); on fewer cores 1 x 4 gets more
-    partitions than 2 x 2 and matches to float32 rounding, while 1 x 2 (same partitions as
-    2 x 2) must match bit for bit. The job then resumes from its step-4 checkpoint to step 6
-    and must equal the 1 x 2 run that trained to step 6 without a stop."""
+    microbatches, the same fusion partitions: XLA:CPU splits loop fusions into max(cores, CPU
+    devices in the process) partitions) must match bit for bit. (1 x 4 against 2 x 2, equal
+    only where the partitions agree, is benchmarks/cpu_layout_check.py's question, asked by
+    its smoke test.) The job then resumes from its step-4 checkpoint to step 6 and must equal
+    the 1 x 2 run that trained to step 6 without a stop."""
     args = [f'--config={ROOT}/tests/pds/training/tiny_train_config.py', '--mode=train']
     job = run_job([*args, f'--workdir={tmp_path / "job"}', '--config.sampling.steps=3',
                    '--config.training.snapshot_sampling=True'], processes=2, devices=2)
     assert all(r.returncode == 0 for r in job), '\n'.join(r.explain() for r in job)
     assert (tmp_path / 'job' / 'train_samples' / 'step_4.png').is_file()
     # 1 x 2 trains on to step 6 in one go (snapshots at 4 and at the end)
-    for name, devices, more in (('two', 2, ['--config.training.n_iters=6']), ('four', 4, [])):
-        single = run_single([*args, f'--workdir={tmp_path / name}', *more,
-                             '--config.training.grad_shards=4'], devices=devices)
-        assert single.returncode == 0, single.explain()
-    job_vars, two, four = (_variables(tmp_path / d, 4) for d in ('job', 'two', 'four'))
+    single = run_single([*args, f'--workdir={tmp_path / "two"}', '--config.training.n_iters=6',
+                         '--config.training.grad_shards=4'], devices=2)
+    assert single.returncode == 0, single.explain()
+    job_vars, two = (_variables(tmp_path / d, 4) for d in ('job', 'two'))
     assert len(job_vars) == len(two) > 10
-    same_partitions = len(os.sched_getaffinity(0)) >= 4
-    for x, y, z in zip(job_vars, two, four):
+    for x, y in zip(job_vars, two, strict=True):
         np.testing.assert_array_equal(x, y)
-        if same_partitions:
-            np.testing.assert_array_equal(x, z)
-        else:
-            np.testing.assert_allclose(x, z, rtol=1e-4, atol=1e-7)
-    losses = [[m['loss'] for m in _metrics(tmp_path / d) if 'loss' in m]
-              for d in ('job', 'two', 'four')]
-    assert losses[0] == losses[1][:2] == losses[2] and len(losses[0]) == 2  # process 0 wrote once
+    losses = [[m['loss'] for m in _metrics(tmp_path / d) if 'loss' in m] for d in ('job', 'two')]
+    assert losses[0] == losses[1][:2] and len(losses[0]) == 2  # process 0 wrote once
     # resume the job to step 6: it restores its orbax checkpoint on every process and each
     # process reads on from its own data position
     more = ['--config.training.n_iters=6', '--config.training.snapshot_freq=2']

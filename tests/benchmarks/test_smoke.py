@@ -265,6 +265,8 @@ def test_cpu_layout_check(smoke):
     # equal, or apart by reduction-order rounding of one Adam step, far below the step itself
     # (lr 1e-3 per parameter; a wrong gradient share would move parameters by about that)
     assert r['identical'] or r['max_abs_difference'] < 1e-4, r
+    # the same fusion partitions (4 or more cores) compile the same reductions: bit for bit
+    assert r['identical'] or r['1x4']['partitions'] != r['2x2']['partitions'], r
 
 
 def test_every_script_has_a_smoke_test():

@@ -1,11 +1,11 @@
-"""Run by test_sampling.py in a subprocess with 4 host devices: every predictor/corrector pair,
-with PDS (frequency and space masks), the ODE solvers (EDM Heun, DPM-Solver++(2M)) and EDM's
-stochastic sampler (churn noise from each example's stream) on their noise-level grids with
-the mean prior, ODE solvers with a (PDS) Langevin corrector after each step, a while-loop
-solver whose examples take different step counts, and the adaptive solvers (dopri5,
-adaptive_sde with PDS), on a 1-device and a 4-device mesh; prints 'identical'."""
+"""Run by test_sampler.py in a subprocess with 4 host devices: every predictor/corrector pair
+(on VE or VP, each predictor and corrector on both) with PDS (frequency and space masks), the
+ODE solvers (EDM Heun, DPM-Solver++(2M)) and EDM's stochastic sampler (churn noise from each
+example's stream) on their noise-level grids with the mean prior, ODE solvers with a (PDS)
+Langevin corrector after each step, a while-loop solver whose examples take different step
+counts, and the adaptive solvers (dopri5, adaptive_sde with PDS), on a 1-device and a
+4-device mesh; prints 'identical'."""
 
-import itertools
 import sys
 
 import jax
@@ -26,9 +26,17 @@ field = GaussianField(mean=(0.5, 0.4), variance=(0.04, 0.03))
 x = field.sample(np.random.default_rng(0), 64, H, W)
 precond = make_preconditioner(masks.frequency_gain(masks.frequency_statistic(x), 5.0),
                               masks.space_gain(masks.space_statistic(x), 5.0))
-pairs = itertools.product(('reverse_diffusion', 'euler_maruyama', 'ancestral_sampling'),
-                          ('langevin', 'ald', 'none'))
-for (pred, corr), sde in itertools.product(pairs, (VESDE(0.01, 20.0, 12), VPSDE(N=24))):
+# Every predictor/corrector pair once, on VE or VP in turn, so that each predictor and each
+# corrector also runs on both SDEs (the SDE sets coefficients only; the noise streams and the
+# corrector's global-batch statistics are what the device count could change).
+PREDICTORS = ('reverse_diffusion', 'euler_maruyama', 'ancestral_sampling')
+CORRECTORS = ('langevin', 'ald', 'none')
+SDES = (VESDE(0.01, 20.0, 12), VPSDE(N=24))
+cases = [(pred, corr, SDES[(i + j) % 2]) for i, pred in enumerate(PREDICTORS)
+         for j, corr in enumerate(CORRECTORS)]
+assert {(p, type(s)) for p, _, s in cases} == {(p, type(s)) for p in PREDICTORS for s in SDES}
+assert {(c, type(s)) for _, c, s in cases} == {(c, type(s)) for c in CORRECTORS for s in SDES}
+for pred, corr, sde in cases:
     spec = PredictorCorrector(pred, corr, snr=0.16, n_steps_each=2)
     outs = []
     for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
