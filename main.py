@@ -18,7 +18,7 @@ from ml_collections import config_flags
 
 from pds.modes import config_checks
 from pds.modes.experiment import apply_tuned_alpha
-from pds.runtime import distributed, progress
+from pds.runtime import distributed, progress, python_gc
 from pds.runtime.distributed import Launch
 from pds.runtime.errors import ConfigError, RunError
 
@@ -138,4 +138,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    python_gc.relax_collector()
     app.run(main, flags_parser=parse_flags)

@@ -22,13 +22,17 @@ def add_smoke_flag(parser: argparse.ArgumentParser) -> None:
 
 def smoke_setup() -> None:
     """Run JAX on the CPU with most XLA optimisations off (they double the compile time of
-    these toy programs), here and in child processes. Call before JAX picks a backend."""
+    these toy programs), here and in child processes, and relax Python's garbage collector
+    (``pds.runtime.python_gc``). Call before JAX picks a backend."""
     os.environ['JAX_PLATFORMS'] = 'cpu'
     os.environ['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '1'
     import jax
 
     jax.config.update('jax_platforms', 'cpu')
     jax.config.update('jax_disable_most_optimizations', True)
+    from pds.runtime.python_gc import relax_collector
+
+    relax_collector()  # toy programs: tracing is much of their time
 
 
 def apply_smoke_size(args: argparse.Namespace, default_cases: str, smoke_cases: str) -> None:

@@ -25,6 +25,7 @@ import sys
 
 import pytest
 
+from pds.runtime.python_gc import relax_collector
 from tests.paths import CACHE_DIR, DEFAULT_CODEGEN, LEGACY_EMITTERS, ROOT
 
 if os.environ.get(DEFAULT_CODEGEN) != '1':  # read when the CPU backend starts, not before
@@ -38,6 +39,7 @@ import jax
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 jax.config.update('jax_persistent_cache_min_compile_time_secs',
                   float(os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS']))
+relax_collector()  # as main.py does: tracing is a large part of this suite's time
 
 
 def pytest_pyfunc_call(pyfuncitem):

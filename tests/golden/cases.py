@@ -206,4 +206,7 @@ def run_group(out: str, group: int, timeout: float = 900) -> subprocess.Complete
 
 if __name__ == '__main__':
     sys.path.insert(0, ROOT)
+    from pds.runtime.python_gc import relax_collector
+
+    relax_collector()
     main(sys.argv)

@@ -16,9 +16,12 @@ from pds.method import masks
 from pds.method.pds_preconditioner import make_preconditioner
 from pds.method.sde import VESDE, VPSDE
 from pds.runtime.mesh import data_mesh, replicate
+from pds.runtime.python_gc import relax_collector
 from pds.sampling.grid import time_grid
 from pds.sampling.pc import PredictorCorrector
 from pds.sampling.sampler import build_sampler
+
+relax_collector()
 
 assert jax.device_count() == 4, jax.devices()
 H, W, C, B = 8, 8, 2, 8

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from configs.tiny.ncsnpp_train import get_config as tiny_config  # also test_train's
+from pds.runtime.python_gc import relax_collector
 
 UPDATE_REL = 2.0**-10  # float32 allowance of the 1- vs 4-device comparison (see devices)
 RUN_STEPS = 16  # of `run`: snapshots at 8 and 16, a preemption checkpoint every 4 steps
@@ -125,6 +126,7 @@ def _template():
 
 
 if __name__ == '__main__':
+    relax_collector()
     if sys.argv[1] == 'devices':
         devices()
     else:
