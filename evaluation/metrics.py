@@ -59,17 +59,27 @@ def features(params: dict, images: np.ndarray, batch_size: int = 50, resize: boo
     return batched(_APPLY_CACHE[key], params, images, batch_size)
 
 
+def _local_mesh() -> Mesh:
+    return Mesh(np.array(jax.local_devices()), ('batch',))
+
+
+def replicate_local(tree):
+    """``tree`` with a copy on each of this process's devices (the placement ``batched`` uses:
+    placing parameters once per run saves a copy per ``batched`` call)."""
+    return jax.device_put(tree, NamedSharding(_local_mesh(), PartitionSpec()))
+
+
 def batched(apply, params, images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
     """``apply(params, batch) -> {name: (B, ...)}`` over ``images`` in batches of
     ``batch_size``, each batch split over this process's devices (``jax.local_devices()``) on
-    its first axis, ``params`` replicated. Every batch is zero-padded to ``batch_size``
-    rounded up to a multiple of the device count, so that only one shape is compiled; the
-    padding rows are dropped from the concatenated outputs."""
-    devices = jax.local_devices()
-    size = -(-batch_size // len(devices)) * len(devices)
-    mesh = Mesh(np.array(devices), ('batch',))
+    its first axis, ``params`` replicated (no copy if ``replicate_local`` placed them). Every
+    batch is zero-padded to ``batch_size`` rounded up to a multiple of the device count, so
+    that only one shape is compiled; the padding rows are dropped from the concatenated
+    outputs."""
+    mesh = _local_mesh()
+    size = -(-batch_size // mesh.size) * mesh.size
     split = NamedSharding(mesh, PartitionSpec('batch'))
-    params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+    params = replicate_local(params)
     chunks: dict[str, list[np.ndarray]] = {}
     for lo in range(0, len(images), batch_size):
         batch = images[lo: lo + batch_size]

@@ -53,11 +53,13 @@ def check_eval_fields(config) -> None:
 
 
 def inception_params(config) -> tuple[dict, str]:
-    """(params tree, params SHA-256) of ``eval.inception_weights``; a ConfigError naming the
-    field when the file is absent, unreadable or not the FID Inception's
+    """(params tree, params SHA-256) of ``eval.inception_weights``, the tree placed on this
+    process's devices once for the run (``evaluation.metrics.replicate_local``); a ConfigError
+    naming the field when the file is absent, unreadable or not the FID Inception's
     (``pds.storage.readers.read_inception_weights``)."""
-    return readers.read_inception_weights(config.eval.inception_weights,
-                                          'eval.inception_weights')
+    params, digest = readers.read_inception_weights(config.eval.inception_weights,
+                                                    'eval.inception_weights')
+    return metrics.replicate_local(params), digest
 
 
 def load_reference(path: str) -> Reference | None:

@@ -10,9 +10,9 @@ from tests.paths import ROOT, jax_env
 
 SCRIPT = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np
-    from evaluation.metrics import batched
+    from evaluation.metrics import batched, replicate_local
 
-    seen = []
+    seen, params_seen = [], []
 
     @jax.jit
     def apply(w, x):  # a per-row feature: a weighted sum of each image's pixels
@@ -21,6 +21,7 @@ SCRIPT = textwrap.dedent('''
 
     def spy(w, x):
         seen.append((x.shape, len(x.sharding.device_set), len(w.sharding.device_set)))
+        params_seen.append(w)
         return apply(w, x)
 
     rng = np.random.default_rng(0)
@@ -34,6 +35,12 @@ SCRIPT = textwrap.dedent('''
     assert np.allclose(out['f'], want, rtol=0, atol=48 * 2.0**-23 * np.abs(want).max())
     print(seen)
     assert seen == [((4, 4, 4, 3), 4, 4)] * 3, seen  # 3 rows padded to 4, over 4 devices
+    # parameters placed beforehand reach apply as they are, without a copy per call
+    placed = replicate_local(w)
+    params_seen.clear()
+    again = batched(spy, placed, images, batch_size=3)
+    assert all(p is placed for p in params_seen) and len(params_seen) == 3, params_seen
+    assert all(np.array_equal(again[k], out[k]) for k in out)
 ''')
 
 

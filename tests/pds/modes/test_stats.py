@@ -165,6 +165,8 @@ def random_inception_weights(path):
 
 @pytest.mark.slow
 def test_fid_reference_statistics(npz, tmp_path):
+    import jax
+
     from evaluation import metrics
     from pds.modes import features
 
@@ -178,6 +180,10 @@ def test_fid_reference_statistics(npz, tmp_path):
     stats_path = tmp_path / 'w' / 'stats' / 'fid_stats.npz'
     loaded = metrics.load_stats(stats_path)
     params, _ = features.inception_params(config)
+    # placed on every local device once, so that each features() call reuses them
+    assert all(isinstance(leaf, jax.Array) and leaf.sharding.is_fully_replicated
+               and leaf.sharding.device_set == set(jax.local_devices())
+               for leaf in jax.tree_util.tree_leaves(params))
     feats = metrics.features(params, arr[:3], batch_size=3, with_logits=False)['pool_3']
     np.testing.assert_allclose(loaded.mu, feats.mean(0), rtol=1e-4, atol=1e-5)
     assert loaded.num_images == 3 and loaded.sigma.shape == (2048, 2048)
