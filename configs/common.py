@@ -113,7 +113,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     edm.s_tmax = 1e6  # EDM's is inf; floats must be finite, and 1e6 exceeds every sigma_max
     edm.s_noise = 1.0
     sampling.save_raw = False
-    sampling.progress_every = 0  # 0: about 50 updates per run
+    # the iteration bar's updates: 0 about 50 per run, k every k iterations; -1 no bar, and
+    # then the compiled sampler has no host callback, so that JAX's persistent compilation
+    # cache (JAX_COMPILATION_CACHE_DIR) can keep it for the next run (it never stores a
+    # program with a callback)
+    sampling.progress_every = 0
     # a network config whose --workdir has no checkpoint: an error unless this is set
     sampling.allow_random_init = False
 

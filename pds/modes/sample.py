@@ -233,10 +233,12 @@ class CompiledSampler:
 
 def compile_sampler(exp: Experiment, solver: Solver, config, batch_size: int, mesh,
                     desc: str = 'sampling') -> CompiledSampler:
-    bar = IterationBar(loop_length(solver, exp.grid), desc, enabled=distributed.is_main())
+    every = int(config.sampling.progress_every)  # < 0: no bar, no host callback in the loop
+    bar = IterationBar(loop_length(solver, exp.grid), desc,
+                       enabled=distributed.is_main() and every >= 0)
     sampler = build_sampler(exp.sde, exp.grid, exp.score_builder, exp.image_shape, batch_size,
-                            mesh, solver, progress=bar,
-                            progress_every=int(config.sampling.progress_every),
+                            mesh, solver, progress=bar if every >= 0 else None,
+                            progress_every=every,
                             prior_mean=exp.prior_mean, prior_spectrum=exp.prior_spectrum)
     shapes = lambda tree: jax.tree_util.tree_map(  # compiled from shapes: nothing is copied
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated(mesh)), tree)
