@@ -59,9 +59,15 @@ def pytest_pyfunc_call(pyfuncitem):
     return True
 
 
+jax.config.update('jax_disable_most_optimizations', True)
+
+
 @pytest.fixture(autouse=True)
 def _optimisation_level(request):
-    """Most XLA optimisations off, unless the test is marked ``optimized``."""
+    """Most XLA optimisations off, unless the test is marked ``optimized``; off again after
+    it, so that a module- or session-scoped fixture (set up before this one, whichever test
+    first needs it) compiles as the suite's subprocesses do, whatever test ran before."""
     jax.config.update('jax_disable_most_optimizations',
                       request.node.get_closest_marker('optimized') is None)
     yield
+    jax.config.update('jax_disable_most_optimizations', True)

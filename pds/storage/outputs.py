@@ -9,6 +9,7 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 from PIL import Image
@@ -103,10 +104,25 @@ def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def write_npz(path: str, **arrays) -> None:
+def npz_bytes(**arrays) -> bytes:
+    """An ``.npz`` archive as ``np.savez`` lays it out (one ``NAME.npy`` member per array,
+    read by ``np.load``), with integer and boolean members deflated (images, indices) and
+    floating-point ones stored: their low mantissa bits are noise that deflate barely shrinks,
+    at ~0.6 s per 10^7 values (a 2048 x 2048 float64 FID covariance: ~1.3 s for a few %)."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    write_bytes(path, buf.getvalue())
+    with zipfile.ZipFile(buf, 'w', allowZip64=True) as archive:
+        for name, value in arrays.items():
+            value = np.asanyarray(value)
+            member = zipfile.ZipInfo(f'{name}.npy', date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = (zipfile.ZIP_STORED if value.dtype.kind in 'fc'
+                                    else zipfile.ZIP_DEFLATED)
+            with archive.open(member, 'w', force_zip64=True) as f:
+                np.lib.format.write_array(f, value, allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_npz(path: str, **arrays) -> None:
+    write_bytes(path, npz_bytes(**arrays))
 
 
 def image_grid(images: np.ndarray, max_images: int = 64) -> np.ndarray:
