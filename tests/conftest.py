@@ -39,6 +39,7 @@ import jax
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 jax.config.update('jax_persistent_cache_min_compile_time_secs',
                   float(os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS']))
+jax.config.update('jax_disable_most_optimizations', True)  # per test: _optimisation_level
 relax_collector()  # as main.py does: tracing is a large part of this suite's time
 
 
@@ -57,9 +58,6 @@ def pytest_pyfunc_call(pyfuncitem):
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     return True
-
-
-jax.config.update('jax_disable_most_optimizations', True)
 
 
 @pytest.fixture(autouse=True)

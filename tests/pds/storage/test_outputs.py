@@ -8,7 +8,7 @@ import numpy as np
 from pds.storage.outputs import npz_bytes, write_npz
 
 
-def test_npz_round_trips_every_dtype_and_deflates_only_integers(tmp_path):
+def test_npz_round_trips_every_dtype_and_stores_only_floats_uncompressed(tmp_path):
     rng = np.random.default_rng(0)
     arrays = {'samples': rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8),
               'index': np.arange(6, dtype=np.int64), 'flag': np.array(True),
