@@ -12,15 +12,14 @@ import importlib
 import os
 import traceback
 
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pds.modes import config_checks
-from pds.modes.experiment import apply_tuned_alpha
-from pds.runtime import distributed, progress, python_gc
-from pds.runtime.distributed import Launch
-from pds.runtime.errors import ConfigError, RunError
+from pds.runtime import progress, python_gc
+
+# jax and the modes are imported once the flags and the config have been checked, so that a
+# bad flag or config field fails in a fraction of a second (0.1 s against 0.7 s with them
+# imported first).
 
 MODES = {
     'sample': 'pds.modes.sample',
@@ -97,7 +96,10 @@ def parse_flags(argv: list[str]) -> list[str]:
     return rest
 
 
-def launch_from_flags() -> Launch:
+def launch_from_flags():
+    """The ``distributed.Launch`` of the command line."""
+    from pds.runtime.distributed import Launch
+
     return Launch(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
                   FLAGS.process_id, FLAGS.cpu_devices, FLAGS.heartbeat_timeout,
                   FLAGS.init_timeout)
@@ -106,6 +108,18 @@ def launch_from_flags() -> Launch:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    from pds.modes import config_checks
+    from pds.runtime.errors import ConfigError, RunError
+
+    try:  # the config alone: every process of a job meets the same error, before joining
+        config_checks.check_config(FLAGS.config, FLAGS.mode)
+    except ConfigError as err:
+        progress.fail(f'error: {err}', 2)
+    import jax
+
+    from pds.modes.experiment import apply_tuned_alpha
+    from pds.runtime import distributed
+
     try:
         distributed.initialize(launch_from_flags())
         if not distributed.is_main():
@@ -114,7 +128,6 @@ def main(argv):
             raise ConfigError('--mode', FLAGS.mode, 'sample, bench, train, stats or eval in a '
                               'multi-process job (convert and fid are one-process tools: '
                               'drop --distributed)')
-        config_checks.check_config(FLAGS.config, FLAGS.mode)
         module = importlib.import_module(MODES[FLAGS.mode])
         extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
         config = FLAGS.config

