@@ -69,7 +69,7 @@ def test_main_rejects_a_bad_process_id_in_one_line(tmp_path):
     assert not os.listdir(tmp_path)
 
 
-@pytest.mark.slow  # waits out --init_timeout=5
+@pytest.mark.slow  # waits out --init_timeout=2
 def test_a_peer_that_never_joins_ends_in_one_line(tmp_path):
     """Process 0 of 2 with no process 1: after --init_timeout seconds one 'error:' line naming
     the coordinator and the processes, exit code 1; not JAX's C++ abort (exit 134, stack)."""
@@ -78,12 +78,12 @@ def test_a_peer_that_never_joins_ends_in_one_line(tmp_path):
                           f'--config={ROOT}/configs/analytic/field_16.py', '--mode=sample',
                           f'--workdir={tmp_path}', '--distributed', '--num_processes=2',
                           '--process_id=0', f'--coordinator_address={address}',
-                          '--init_timeout=5'],
+                          '--init_timeout=2'],
                          cwd=ROOT, env=jax_env(), capture_output=True, text=True, timeout=60)
     assert res.returncode == 1, res.stderr[-3000:]
     errors = [line for line in res.stderr.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and res.stderr.strip().splitlines()[-1] == errors[0], res.stderr
     assert address in errors[0] and 'process 0 of 2' in errors[0], errors[0]
-    assert 'did not join within --init_timeout=5 seconds' in errors[0], errors[0]
+    assert 'did not join within --init_timeout=2 seconds' in errors[0], errors[0]
     for trace in ('Traceback', 'Check failure', 'stack trace', 'Fatal Python error'):
         assert trace not in res.stderr, res.stderr[-3000:]
