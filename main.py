@@ -11,11 +11,15 @@ README's "Multi-host runs").
 import importlib
 import os
 import traceback
+from typing import TYPE_CHECKING
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from pds.runtime import progress, python_gc
+
+if TYPE_CHECKING:
+    from pds.runtime.distributed import Launch
 
 # jax and the modes are imported once the flags and the config have been checked, so that a
 # bad flag or config field fails in a fraction of a second (0.1 s against 0.7 s with them
@@ -96,7 +100,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     return rest
 
 
-def launch_from_flags():
+def launch_from_flags() -> 'Launch':
     """The ``distributed.Launch`` of the command line."""
     from pds.runtime.distributed import Launch
 
