@@ -43,7 +43,7 @@ SMOKE_TESTS = os.path.join(ROOT, 'tests', 'benchmarks', 'test_smoke.py')
 COMMAND_WORDS = {'python', 'python3', 'make', 'pytest', 'ruff', 'srun', 'gcloud', 'for'}
 TIMEOUT = 600
 
-FULL_SUITE = ('the whole test suite (ruff, then pytest -n 2: 6 to 7 minutes on 2 cores), '
+FULL_SUITE = ('the whole test suite (ruff, then pytest -n 2: 6 to 8 minutes on 2 cores), '
               'this test included')
 NOT_RUNNABLE = {
     'make test': FULL_SUITE,
