@@ -4,8 +4,8 @@ Config overrides follow ml_collections: ``--config.sampling.steps=66``. Bad inpu
 code 2 and one line on stderr naming the field, the value and what is allowed.
 
 Multi-process jobs (TPU pod slices, GPU clusters, several processes on one machine): run the
-same command on every process with ``--distributed`` (see ``pds/runtime/distributed.py`` and the
-README's "Multi-host runs").
+same command on every process with ``--distributed`` (see ``pds/runtime/distributed.py`` and
+docs/usage.md, "Multi-host runs").
 """
 
 import importlib

@@ -11,7 +11,7 @@ from ml_collections import config_dict
 
 
 def pds_sampling_fields() -> ml_collections.ConfigDict:
-    """The preconditioner block ``sampling.pds`` (REFERENCE.md section 1).
+    """The preconditioner block ``sampling.pds`` (PDS, arXiv 2207.02196; github.com/fudan-zvg/PDS).
 
     freq_mask / space_mask: '' (gain 1), a path to a reference ``.npy`` of shape (C, H, W),
     or 'stats' to compute the statistic from ``num_stat_images`` images of the data.

@@ -1,14 +1,22 @@
-"""The README commands: every shell command a user would copy from README.md and
-benchmarks/README.md runs here at a reduced size, or is listed in NOT_RUNNABLE with the reason.
+"""The documented commands: every shell command a user would copy from README.md, CHANGELOG.md,
+docs/*.md and benchmarks/README.md runs here at a reduced size, unless the Markdown marks it
+as not runnable with the reason, in an HTML comment right before its code block or inline
+code span:
 
-A command is a line of a fenced ```sh block (backslash continuations joined, comments
-dropped), or an inline code span of the prose that starts with a program (COMMAND_WORDS,
-after optional VAR=value assignments) and has arguments. The test fails when a command is
-neither runnable nor listed, when a listed command is no longer in the READMEs, and when a
-run exits non-zero or leaves out its outputs. How a command is reduced:
+    <!-- not-run: needs a SLURM cluster -->
+    ```sh
+    srun ...
+    ```
 
-- ``python main.py ... --mode=sample|bench|tune``: the README's flags with config overrides
-  (REDUCE; they replace the README's own values of the same fields, since a repeated tuple
+A command is a line of a fenced ```sh block (indented at most 3 spaces, as in a list item;
+backslash continuations joined, comments dropped), or an inline code span of the prose that
+starts with a program (COMMAND_WORDS, after optional VAR=value assignments) and has
+arguments. The test fails when a command is neither runnable nor marked, when a mark has no
+reason or no command right after it, and when a run exits non-zero or leaves out its outputs.
+How a command is reduced:
+
+- ``python main.py ... --mode=sample|bench|tune``: the documented flags with config overrides
+  (REDUCE; they replace the documented values of the same fields, since a repeated tuple
   field accumulates): 2 iterations, 4 samples, 8 x 8 images, 4 images for the PDS mask, and
   for a score network a one-resolution nf=8 network (freshly initialised: the workdir is
   new). ``--workdir`` goes to a temporary folder, JAX runs on the CPU.
@@ -25,6 +33,7 @@ run exits non-zero or leaves out its outputs. How a command is reduced:
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import re
 import shlex
@@ -38,49 +47,15 @@ from tests.paths import ROOT
 
 pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
-READMES = ('README.md', os.path.join('benchmarks', 'README.md'))
+DOCUMENTS = ('README.md', 'CHANGELOG.md', os.path.join('benchmarks', 'README.md'),
+             *sorted(os.path.relpath(p, ROOT)
+                     for p in glob.glob(os.path.join(ROOT, 'docs', '*.md'))))
 SMOKE_TESTS = os.path.join(ROOT, 'tests', 'benchmarks', 'test_smoke.py')
 COMMAND_WORDS = {'python', 'python3', 'make', 'pytest', 'ruff', 'srun', 'gcloud', 'for'}
+SHELLS = ('sh', 'bash', 'shell', 'console')
 TIMEOUT = 600
 
-FULL_SUITE = ('the whole test suite (ruff, then pytest -n 2: 6 to 8 minutes on 2 cores), '
-              'this test included')
-NOT_RUNNABLE = {
-    'make test': FULL_SUITE,
-    'pytest -n 2': FULL_SUITE,
-    'make test-fast': 'the test suite less its slow tests (this test included): minutes',
-    'python tests/golden/record.py': 'rewrites the committed golden file; tests/test_golden.py '
-                                     'runs the same four groups and compares',
-    'python main.py --config=configs/ve/ffhq_256_ncsnpp_continuous.py --workdir=runs/ffhq '
-    '--mode=convert --source=/path/to/checkpoint_48.pth':
-        "needs score_sde_pytorch's FFHQ-256 checkpoint (checkpoint_48.pth), which cannot be "
-        'downloaded here (tests/pds/modes/test_convert.py converts generated checkpoints)',
-    'python main.py --config=configs/ve/ffhq_256_ncsnpp_continuous.py --workdir=runs/ffhq '
-    '--mode=sample --config.sampling.precondition=pds '
-    '--config.sampling.pds.freq_mask=/path/to/ffhq_256_freq.npy --config.sampling.speed_up=30':
-        "needs the converted checkpoint of the command above and the reference's FFHQ-256 "
-        'frequency mask file (/path/to/ffhq_256_freq.npy), neither downloadable here',
-    'gcloud compute tpus tpu-vm ssh $TPU --zone=$ZONE --worker=all --command "cd pds && python '
-    'main.py --distributed --config=configs/ve/ffhq_256_ncsnpp_continuous.py '
-    '--workdir=gs://bucket/ffhq --mode=eval --config.sampling.precondition=pds"':
-        'needs a Cloud TPU pod slice ($TPU, $ZONE) and a gs:// bucket',
-    'srun --nodes=4 --ntasks-per-node=8 --gpus-per-node=8 python main.py --distributed '
-    '--config=... --workdir=/shared/run --mode=sample':
-        'needs a SLURM cluster of 4 nodes x 8 GPUs (and --config=... is a placeholder)',
-    'python main.py --distributed --coordinator_address=10.0.0.1:1234 --num_processes=4 '
-    '--process_id=$RANK --config=... --workdir=/shared/run --mode=train':
-        'needs 4 hosts that reach the coordinator 10.0.0.1:1234 (and --config=... is a '
-        'placeholder); the 2-process loop on localhost runs the same launch path',
-    'python -m evaluation.inception_weights --source pt_inception-2015-12-05-6726825d.pth '
-    '--out inception_fid.npz':
-        "needs pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth, a "
-        'download); tests/evaluation/test_inception_weights_io.py converts random weights',
-    'python main.py --mode=sample':
-        'not a whole command: prose naming the sampling runs that benchmarks/host_memory.py '
-        'launches (they run in its smoke test)',
-}
-
-# Config overrides per mode (they replace the README's values of the same fields).
+# Config overrides per mode (they replace the documented values of the same fields).
 REDUCE = {
     'sample': {'eval.num_samples': '4', 'eval.batch_size': '4', 'sampling.steps': '2'},
     'bench': {'bench.steps': '(2,)', 'bench.num_samples': '4', 'bench.batch_size': '4',
@@ -88,20 +63,36 @@ REDUCE = {
     'tune': {'tune.steps': '(2,4)', 'tune.alphas': '(2.0,5.0)', 'tune.refine': '2'},
 }
 SMALL_DATA = {'data.image_size': '8', 'sampling.pds.num_stat_images': '4'}
-# a network config's workdir here holds no checkpoint (the README's holds a trained one):
-# a tiny network, freshly initialised (allowed explicitly)
+# a network config's workdir here holds no checkpoint (the documented one holds a trained
+# one): a tiny network, freshly initialised (allowed explicitly)
 TINY_NETWORK = {'model.nf': '8', 'model.ch_mult': '(1,)', 'model.num_res_blocks': '0',
                 'model.attn_resolutions': '()', 'sampling.allow_random_init': 'True'}
 OUTPUTS = {'sample': 'metrics.json', 'bench': os.path.join('bench', 'quality.csv'),
            'tune': os.path.join('tune', 'alpha.json')}
-# README placeholders in command lines, and what stands in for them.
+# Placeholders in command lines, and what stands in for them.
 PLACEHOLDERS = {'--batch B': '--batch 2', '<file>': 'cpu_layout',
                 '<copy of the training workdir>': 'runs/trained_field16'}
 
 
 # --- extraction
 
-FENCE = re.compile(r'^```([\w-]*)[^\n]*\n(.*?)^```', re.M | re.S)
+# a fenced block: its indentation (at most 3 spaces), language and body
+FENCE = re.compile(r'^( {0,3})```([\w-]*)[^\n]*\n(.*?)^ {0,3}```[ \t]*$', re.M | re.S)
+SPAN = re.compile(r'`([^`]+)`')
+MARK = re.compile(r'<!--\s*not-run:(.*?)-->', re.S)
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    text: str  # normalized
+    reason: str | None  # the not-run mark's reason, None: it must run
+    where: str  # file:line
+
+
+@dataclasses.dataclass(frozen=True)
+class BadMark:
+    where: str
+    problem: str
 
 
 def normalize(command: str) -> str:
@@ -115,32 +106,67 @@ def is_command(span: str) -> bool:
     return len(words) >= 2 and words[0] in COMMAND_WORDS  # a bare word names the tool
 
 
-def extract(text: str) -> list[str]:
-    """The commands of a markdown text, in order, without repeats."""
-    found = []
-    for block in FENCE.finditer(text):
-        if block.group(1) not in ('sh', 'bash', 'shell', 'console'):
-            continue
-        for line in block.group(2).replace('\\\n', ' ').splitlines():
-            line = re.sub(r'(^|\s)#(\s.*)?$', '', line).strip()
-            if line:
-                found.append(normalize(line))
-    for span in re.finditer(r'`([^`]+)`', FENCE.sub('', text)):
-        if is_command(span.group(1)):
-            found.append(normalize(span.group(1)))
-    return list(dict.fromkeys(found))
+def blank(text: str, spans) -> str:
+    """text with each (start, end) span replaced by spaces (newlines kept): positions stay."""
+    chars = list(text)
+    for start, end in spans:
+        for i in range(start, end):
+            if chars[i] != '\n':
+                chars[i] = ' '
+    return ''.join(chars)
 
 
-def readme_commands() -> list[str]:
-    found = []
-    for name in READMES:
-        with open(os.path.join(ROOT, name)) as f:
-            found += extract(f.read())
-    return list(dict.fromkeys(found))
+def extract(text: str, name: str = '<text>') -> tuple[list[Command], list[BadMark]]:
+    """The commands of a markdown text in order (each with its not-run reason or None), and
+    the marks that have no reason or no command right after them."""
+    line = lambda pos: f'{name}:{text.count(chr(10), 0, pos) + 1}'
+    fences = list(FENCE.finditer(text))
+    prose = blank(text, [m.span() for m in fences])
+    spans = [m for m in SPAN.finditer(prose) if is_command(m.group(1))]
+    # where each command block or span starts (its first backtick) -> its lines
+    starts = {}
+    for m in fences:
+        if m.group(2) in SHELLS:
+            lines = []
+            for ln in m.group(3).replace('\\\n', ' ').splitlines():
+                ln = re.sub(r'(^|\s)#(\s.*)?$', '', ln).strip()
+                if ln:
+                    lines.append(normalize(ln))
+            starts[m.start() + len(m.group(1))] = lines
+    for m in spans:
+        starts[m.start()] = [normalize(m.group(1))]
+    reasons, bad = {}, []
+    for mark in MARK.finditer(blank(prose, [m.span() for m in SPAN.finditer(prose)])):
+        after = mark.end() + len(text[mark.end():]) - len(text[mark.end():].lstrip())
+        if not mark.group(1).strip():
+            bad.append(BadMark(line(mark.start()), 'a not-run mark without a reason'))
+        elif after not in starts:
+            bad.append(BadMark(line(mark.start()), 'a not-run mark with no command block or '
+                               'command span right after it'))
+        else:
+            reasons[after] = normalize(mark.group(1))
+    found = [Command(cmd, reasons.get(start), line(start))
+             for start in sorted(starts) for cmd in starts[start]]
+    return found, bad
 
 
-COMMANDS = readme_commands()
-RUNNABLE = [c for c in COMMANDS if c not in NOT_RUNNABLE]
+def documented() -> tuple[list[Command], list[BadMark]]:
+    found, bad = [], []
+    for name in DOCUMENTS:
+        path = os.path.join(ROOT, name)
+        if os.path.exists(path):
+            with open(path) as f:
+                cmds, marks = extract(f.read(), name)
+            found += cmds
+            bad += marks
+    return found, bad
+
+
+FOUND, BAD_MARKS = documented()
+COMMANDS = list(dict.fromkeys(c.text for c in FOUND))
+# a command that appears unmarked anywhere must run
+RUNNABLE = list(dict.fromkeys(c.text for c in FOUND if c.reason is None))
+NOT_RUN = {c.text: c.reason for c in FOUND if c.reason is not None and c.text not in RUNNABLE}
 
 
 # --- reduction
@@ -351,22 +377,66 @@ def plan_or_empty(command: str, tmp: str) -> list[Stage]:
 
 # --- tests
 
+def test_extract_reads_marks():
+    """Marks before a fenced block (also indented in a list item) and before an inline span
+    apply to them; an unmarked command stays runnable; a mark without a reason or without a
+    command after it is reported."""
+    text = textwrap.dedent('''\
+        Run `make demo` first.
+
+        <!-- not-run: needs a cluster -->
+        ```sh
+        srun -n 2 \\
+            python main.py --mode=train  # a comment
+        ```
+
+        1. a step:
+
+           <!-- not-run: a download -->
+           ```sh
+           python main.py --mode=convert --source=x.pth
+           ```
+
+        See <!-- not-run: prose -->`python main.py --mode=sample`, and `ruff check .`.
+        <!-- not-run: -->
+        ```sh
+        ruff check .
+        ```
+        <!-- not-run: nothing follows -->
+        Plain text, and `python` alone is a word.
+        ''')
+    found, bad = extract(text, 'x.md')
+    assert [(c.text, c.reason) for c in found] == [
+        ('make demo', None),
+        ('srun -n 2 python main.py --mode=train', 'needs a cluster'),
+        ('python main.py --mode=convert --source=x.pth', 'a download'),
+        ('python main.py --mode=sample', 'prose'),
+        ('ruff check .', None),
+        ('ruff check .', None)]
+    assert [(b.where, b.problem) for b in bad] == [
+        ('x.md:17', 'a not-run mark without a reason'),
+        ('x.md:21', 'a not-run mark with no command block or command span right after it')]
+
+
 def test_commands_are_found():
     assert len(COMMANDS) > 10, COMMANDS
-    assert 'make demo' in COMMANDS
+    assert 'make demo' in RUNNABLE
 
 
-def test_every_command_is_run_or_listed(tmp_path):
+def test_not_run_marks_are_well_formed():
+    assert not BAD_MARKS, '\n'.join(f'{b.where}: {b.problem}' for b in BAD_MARKS)
+
+
+def test_every_command_runs_or_is_marked(tmp_path):
     unknown = []
     for command in RUNNABLE:
         try:
             plan(command, str(tmp_path))
         except NotReducibleError as e:
-            unknown.append(f'{command}  ({e})')
-    assert not unknown, ('README commands neither runnable here nor listed in NOT_RUNNABLE:\n'
-                         + '\n'.join(unknown))
-    stale = sorted(set(NOT_RUNNABLE) - set(COMMANDS))
-    assert not stale, f'NOT_RUNNABLE lists commands that are no longer in the READMEs: {stale}'
+            where = next(c.where for c in FOUND if c.text == command)
+            unknown.append(f'{where}: {command}  ({e})')
+    assert not unknown, ('documented commands neither runnable here nor marked '
+                         '<!-- not-run: reason -->:\n' + '\n'.join(unknown))
 
 
 @pytest.mark.parametrize('command', RUNNABLE, ids=[c[:80] for c in RUNNABLE])
@@ -374,7 +444,7 @@ def test_readme_command(command, tmp_path, request):
     try:
         stages = plan(command, str(tmp_path))
     except NotReducibleError as e:
-        pytest.fail(f'not runnable and not in NOT_RUNNABLE: {command} ({e})')
+        pytest.fail(f'not runnable and not marked not-run: {command} ({e})')
     for stage in stages:
         if isinstance(stage[0], Covered):
             [covered] = stage

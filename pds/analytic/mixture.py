@@ -205,7 +205,9 @@ class GaussianMixtureField:
 
         This is the plain plug-in statistic: it is biased at small N (it is > 0 in
         expectation for exact samples, about (total variance) / N, and favours slightly
-        under-dispersed samples; see REFERENCE.md section 1). Compare samplers against
+        under-dispersed samples: for a Gaussian target its expectation is lowest near the
+        variance ratio (E sqrt(chi2_{n-1} / (n-1)))^2, about 0.9 at n = 6, in closed form in
+        :meth:`pds.analytic.moments.PopulationMoments.expected_plugin_fd`). Compare samplers against
         :func:`frechet_noise_floor`, the same statistic on the same number of exact samples.
         """
         x = np.asarray(samples)

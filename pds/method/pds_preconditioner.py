@@ -1,4 +1,5 @@
-"""The PDS preconditioner M = C D (REFERENCE.md section 1), applied with real FFTs.
+"""The PDS preconditioner M = C D (Ma et al. 2022, arXiv 2207.02196; the official
+repository github.com/fudan-zvg/PDS), applied with real FFTs.
 
 Registered as ``sampling.precondition='pds'`` and configured by ``sampling.pds``.
 

@@ -60,7 +60,7 @@ def stats_images(config, n: int) -> np.ndarray:
 
 
 def preconditioner_from_config(config) -> Preconditioner:
-    """M of ``sampling.precondition`` (REFERENCE.md section 1), statistics from
+    """M of ``sampling.precondition`` (:mod:`pds.method.pds_preconditioner`), statistics from
     :func:`stats_images`."""
     return precondition.preconditioner_from_config(config, image_shape(config),
                                                    lambda n: stats_images(config, n))

@@ -1,6 +1,8 @@
-"""Parameter counts of every released score_sde config (REFERENCE.md section 3) and config sanity.
+"""Parameter counts of every released score_sde config (github.com/yang-song/score_sde, configs/)
+and config sanity.
 
-Counts given by REFERENCE.md are checked as given. The others are derived:
+Counts of score_sde's own Flax models built from its configs are checked as given. The others
+are derived:
 * ve/cifar10_ncsnpp (discrete) = 62,758,915 - 128 (no Fourier W) - 128 * 512 (Dense_0 reads the
   128-d positional embedding instead of the 256-d Fourier one) = 62,693,251 (also in the table).
 * vp/cifar10_ddpmpp, subvp/cifar10_ddpmpp_continuous: same network as vp/cifar10_ddpmpp_continuous
@@ -92,7 +94,8 @@ def test_config_fields(name: str, load_config) -> None:
 
 
 def test_reference_table_values(load_config) -> None:
-    """Noise levels, ladder sizes, SNR and widths of REFERENCE.md section 3."""
+    """Noise levels, ladder sizes, SNR and widths of score_sde's released configs
+    (github.com/yang-song/score_sde, configs/ve/)."""
     table = {
         've/cifar10_ncsnpp_deep_continuous': (32, 0.01, 50, 1000, 0.16, 128, 8),
         've/celebahq_256_ncsnpp_continuous': (256, 0.01, 348, 2000, 0.075, 128, 2),

@@ -1,6 +1,6 @@
 """Exact population moments of the PC sampler on a Gaussian field (pds/analytic/moments.py):
 against Monte Carlo runs of the real sampler, the full-image probe, a hand-written one-mode
-recursion (REFERENCE.md section 1's numbers) and FourierMoments' Frechet distance."""
+recursion (the reference and invariant predictor forms) and FourierMoments' Frechet distance."""
 
 import dataclasses
 
@@ -200,7 +200,7 @@ def test_frechet_distance_is_the_large_sample_limit_of_fourier_moments(shape):
     assert pop.band_ratios == fd.band_variance_ratios(pop.full_var(), field.spectrum(h, w))
 
 
-# --- one Fourier mode: REFERENCE.md section 1 -----------------------------------------------------
+# --- one Fourier mode, predictor only: the reference form against the invariant form ------------
 
 def one_mode_by_hand(form, n, lam=0.01, gain=1.25, noise_removal=False):
     """The reverse-diffusion predictor's per-mode recursion written out in float64."""
@@ -222,9 +222,9 @@ def one_mode_by_hand(form, n, lam=0.01, gain=1.25, noise_removal=False):
     ('reference', 200, 0.765), ('reference', 2000, 0.74),
     ('invariant', 200, 1.045), ('invariant', 2000, 1.004)])
 def test_one_mode_predictor_only(form, n, expected):
-    """Data variance 0.01, VE 0.01 -> 348, gain 1.25, reverse diffusion alone. REFERENCE.md's
-    numbers are the final x (the last step's noise included): noise_removal=False. Its
-    'reference form ends at 0.74' holds from N = 2000 on; at N = 200 the ratio is 0.765."""
+    """Data variance 0.01, VE 0.01 -> 348, gain 1.25, reverse diffusion alone. The ratios are
+    those of the final x (the last step's noise included): noise_removal=False. The reference
+    form ends at 0.74 of the target variance from N = 2000 on; at N = 200 the ratio is 0.765."""
     field = GaussianField(mean=(0.3,), variance=(0.01,))
     solver = PredictorCorrector('reverse_diffusion', 'none', noise_removal=False,
                                 predictor_form=form)

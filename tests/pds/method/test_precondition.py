@@ -1,4 +1,5 @@
-"""Preconditioner identities (REFERENCE.md section 1)."""
+"""Preconditioner identities (M = C D of PDS, arXiv 2207.02196, as its official code
+github.com/fudan-zvg/PDS applies it)."""
 
 import jax
 import jax.numpy as jnp

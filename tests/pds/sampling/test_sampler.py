@@ -136,7 +136,7 @@ def population_fd(steps: int, precondition: str, form: str = 'reference') -> flo
     return ffhq256_moments(steps, precondition, form).frechet_distance
 
 
-# The README's bench table before the exact moments (6 samples per cell, plug-in statistic,
+# The bench table the README once showed (CHANGELOG.md: 6 samples per cell, plug-in statistic,
 # ffhq_256.py, seed 42, Langevin norms over the batch of 6): iterations -> (baseline, PDS).
 OLD_SIX_SAMPLE_TABLE = {20: (3810.4, 2564.2), 40: (2413.6, 1878.5), 66: (2040.2, 1692.8),
                         100: (1946.3, 1695.9), 133: (1883.2, 1658.2), 200: (1820.3, 1624.8),
