@@ -35,24 +35,16 @@ def pds_sampling_fields() -> ml_collections.ConfigDict:
     return pds
 
 
-def adaptive_sampling_fields() -> ml_collections.ConfigDict:
-    """The block ``sampling.adaptive`` of the error-controlled solvers (pds/sampling/adaptive*.py).
+def solver_fields(sampling: ml_collections.ConfigDict) -> None:
+    """Add the solvers' own blocks to ``sampling``, as each solver declares them with itself
+    (``config_fields`` of its :class:`pds.sampling.declaration.SolverSpec`): ``sampling.edm``
+    (edm_stochastic's churn: s_churn, s_tmin, s_tmax, s_noise; EDM's defaults, S_tmax 1e6 for
+    EDM's inf), ``sampling.adaptive`` (dopri5: rtol, atol; adaptive_sde: eps_rel, eps_abs,
+    exponent, h_init; both: safety, max_steps) and any later solver's."""
+    from pds.sampling.solver import solver_config_blocks
 
-    dopri5 (probability-flow ODE): rtol, atol (score_sde's ODE sampler: 1e-5 each).
-    adaptive_sde ("Gotta Go Fast"): eps_rel, eps_abs (None: one uint8 level of the data range,
-    1/255 for [0, 1] data, 2/255 with data.centered), exponent r in [0.5, 1] and h_init.
-    Both: safety (theta), max_steps (attempted steps per example; the while loop's bound).
-    """
-    adaptive = ml_collections.ConfigDict()
-    adaptive.rtol = 1e-5
-    adaptive.atol = 1e-5
-    adaptive.eps_rel = 0.01
-    adaptive.eps_abs = config_dict.placeholder(float)
-    adaptive.exponent = 0.9
-    adaptive.h_init = 0.01
-    adaptive.safety = 0.9
-    adaptive.max_steps = 10000
-    return adaptive
+    for block, fields in solver_config_blocks().items():
+        sampling[block] = ml_collections.ConfigDict(dict(fields))
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -90,7 +82,6 @@ def get_base_config() -> ml_collections.ConfigDict:
     # precondition='pds' M goes to this corrector only, never to the ODE step or x_T.
     sampling.ode_corrector = 'none'
     sampling.pds = pds_sampling_fields()
-    sampling.adaptive = adaptive_sampling_fields()  # dopri5, adaptive_sde
     sampling.speed_up = 1.0  # reference schedule: N = int(num_scales / speed_up)
     sampling.steps = config_dict.placeholder(int)  # set: overrides the iteration count
     sampling.grid = 'ladder'  # ladder (t uniform) | karras | logsnr (pds/sampling/grid.py)
@@ -102,16 +93,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # the data moments of the 'mean' and 'gaussian' priors for a network's data: a
     # stats/spectrum.npz written by --mode=stats ('' : known data only, the field or mixture)
     sampling.prior_stats = ''
-    # sampling.method='edm_stochastic' (EDM, Karras et al. 2022, Algorithm 2; pds/sampling/edm.py):
-    # each step with noise level s_tmin <= sigma <= s_tmax (x-hat levels) first rises to
-    # sigma (1 + gamma), gamma = min(s_churn / N, sqrt(2) - 1), by fresh noise scaled by s_noise.
-    # EDM's defaults; EDM's README samples ImageNet-64 with 256 steps and s_churn=40,
-    # s_tmin=0.05, s_tmax=50, s_noise=1.003. s_churn 0 is edm_heun.
-    sampling.edm = edm = ml_collections.ConfigDict()
-    edm.s_churn = 0.0
-    edm.s_tmin = 0.0
-    edm.s_tmax = 1e6  # EDM's is inf; floats must be finite, and 1e6 exceeds every sigma_max
-    edm.s_noise = 1.0
+    solver_fields(sampling)  # sampling.edm, sampling.adaptive, ... (pds/sampling/*.py)
     sampling.save_raw = False
     # the iteration bar's updates: 0 about 50 per run, k every k iterations; -1 no bar, and
     # then the compiled sampler has no host callback, so that JAX's persistent compilation

@@ -82,7 +82,7 @@ from pds.sampling.correctors import get_corrector, langevin_loop
 from pds.sampling.grid import TimeGrid
 from pds.sampling.pc import PredictorCorrector
 from pds.sampling.predictors import get_predictor
-from pds.sampling.solver import solver_from_config
+from pds.sampling.solver import solver_from_config, solver_spec, solver_specs
 
 Array = jnp.ndarray
 
@@ -237,11 +237,12 @@ def check_config(config) -> None:
         raise ConfigError('sampling.ode_corrector', s.ode_corrector,
                           "'none' for population moments (a corrector after an ODE step is "
                           'not propagated: sample it)')
-    if s.method in DETERMINISTIC_METHODS + STEPWISE_METHODS:
+    engine = solver_spec(s.method).moments
+    if engine in ('affine', 'stepwise'):
         return
-    if s.method != 'pc':
-        raise ConfigError('sampling.method', s.method,
-                          "'pc' or one of " + ', '.join(DETERMINISTIC_METHODS + STEPWISE_METHODS)
+    if engine != 'propagated':
+        covered = [spec.name for spec in solver_specs() if spec.moments != 'none']
+        raise ConfigError('sampling.method', s.method, 'one of ' + ', '.join(covered)
                           + ' (population moments cover these samplers)')
     _check_steps(s.predictor, s.corrector)
     if s.precondition == 'pds' and s.pds.space_mask != '':
@@ -284,21 +285,25 @@ def population_moments(config, exp) -> PopulationMoments:
     experiment with its sde and grid replaced). ConfigError names the field the method does
     not cover."""
     check_config(config)
-    return experiment_moments(exp, solver_from_config(config, exp.sde))
+    return experiment_moments(exp, solver_from_config(config, exp.sde),
+                              engine=solver_spec(config.sampling.method).moments)
 
 
-def experiment_moments(exp, solver, layout: str = 'modes') -> PopulationMoments:
+def experiment_moments(exp, solver, layout: str = 'modes',
+                       engine: str = 'propagated') -> PopulationMoments:
     """The moments for an :class:`pds.modes.experiment.Experiment` (its sde, grid, field,
-    preconditioner and image shape) and a solver; the experiment's score must be the field's
-    exact score."""
+    preconditioner and image shape) and a solver, by the solver's declared moments ``engine``
+    (:data:`pds.sampling.declaration.MOMENTS_ENGINES`; 'propagated': the predictor-corrector
+    recursion); the experiment's score must be the field's exact score."""
     if exp.field is None or exp.score_builder is not exact_score_fn:
         raise ConfigError('model.name', 'a network score',
                           "'gaussian_field' (population moments need the exact score)")
     mean_prior = getattr(exp, 'prior_mean', None) is not None
     gaussian_prior = getattr(exp, 'prior_spectrum', None) is not None
-    deterministic = getattr(solver, 'deterministic', False)
-    if deterministic or getattr(solver, 'stepwise_affine', False):
-        moments = deterministic_moments if deterministic else stepwise_moments
+    if engine not in ('affine', 'stepwise', 'propagated'):
+        raise ValueError(f'no population moments for the engine {engine!r}')
+    if engine != 'propagated':
+        moments = deterministic_moments if engine == 'affine' else stepwise_moments
         return moments(exp.sde, exp.grid, exp.field, solver, exp.image_shape,
                        mean_prior and not gaussian_prior, gaussian_prior)
     if gaussian_prior:
@@ -381,8 +386,8 @@ def _mode_runs(sde: SDE, field: GaussianField, image_shape: tuple[int, int, int]
 def deterministic_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver,
                           image_shape: tuple[int, int, int], mean_prior: bool = False,
                           gaussian_prior: bool = False) -> PopulationMoments:
-    """The moments of a solver that is deterministic after the prior draw (``deterministic``
-    = True: an ODE solver) with the field's exact score and no preconditioner.
+    """The moments of a solver that is deterministic after the prior draw (moments engine
+    'affine': an ODE solver) with the field's exact score and no preconditioner.
 
     Every step is then affine per mode and draws no noise, so the whole run is
     x_0(k) = A(k) x_T(k) + B(k): one run of THE SOLVER ITSELF (its ``scan_loop``, in the
@@ -408,7 +413,7 @@ def stepwise_moments(sde: SDE, grid: TimeGrid, field: GaussianField, solver,
                      gaussian_prior: bool = False) -> PopulationMoments:
     """The moments of a solver whose state is x and whose every step, with the field's exact
     score and no preconditioner, is affine per mode in x and the step's fresh draws
-    (``stepwise_affine`` = True: EDM's stochastic sampler):
+    (moments engine 'stepwise': EDM's stochastic sampler):
 
         X' = a(k) X + b(k) + sum_j c_j(k) Z_j,   m' = a m + b,   V' = a^2 V + sum_j c_j^2,
 
@@ -515,9 +520,6 @@ def merge_modes(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --- the propagation ------------------------------------------------------------------------
 
 LAYOUTS = ('modes', 'image')
-DETERMINISTIC_METHODS = ('pf_euler', 'edm_heun', 'dpm_solver_2m', 'dpm_solver_3m',
-                         'ddim', 'unipc')  # ODEs
-STEPWISE_METHODS = ('edm_stochastic',)  # fresh noise every step, each step affine (x, z)
 
 
 @struct.dataclass

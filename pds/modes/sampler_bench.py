@@ -1,8 +1,9 @@
 """``--mode=bench`` across samplers (``bench.samplers`` set): quality against NFE for every
 sampler of the project on one config, one report and one plot.
 
-Each name in ``bench.samplers`` is a preset (:data:`PRESETS`): the sampler's config fields
-(method, grid, prior, preconditioner) and its score evaluations per step, NFE(N) = a N + b.
+Each name in ``bench.samplers`` is a preset (:func:`presets`, derived from the solvers'
+declarations): the sampler's config fields (method, grid, prior, preconditioner) and its
+score evaluations for N steps, NFE(N) = a N + b as the solver declares it.
 A fixed-step sampler runs at each budget of ``bench.nfe`` with the largest N whose NFE fits,
 N = (budget - b) // a (the row reports the NFE the loop counted); an adaptive one at each
 tolerance of ``bench.rtols`` (dopri5: rtol = atol) or ``bench.eps_rels`` (adaptive_sde) and
@@ -18,17 +19,12 @@ The headline per sampler is the smallest NFE on its ladder whose FD is at or bel
 target: the expected FD of 50,000 exact samples (``fd.expected_floor``), or
 ``bench.target_fd`` when set (> 0). A sampled FD counts when FD + 2 SE is under the target.
 
-Presets (the ODE solvers and the adaptive ones start from ``bench.ode_prior``: 'mean' removes
-the offset a deterministic flow carries from the reference prior's zero mean):
-
-- ``pc``, ``pc_pds``, ``pc_pds_tuned``: the reference sampler of the config (predictor,
-  corrector, snr) without PDS, with PDS at ``sampling.pds.alpha``, and with the alpha table of
-  ``sampling.pds.tuned`` (``--mode=tune``; only at the iteration counts the table covers);
-  ladder grid, score_sde prior;
-- ``pf_euler`` (ladder), ``ddim``, ``dpm_solver_2m`` / ``dpm_solver_3m`` and ``unipc``
-  (log-SNR),
-  ``edm_heun`` and ``edm_stochastic`` (Karras, ``sampling.edm`` churn);
-- ``dopri5``, ``adaptive_sde``: the error-controlled solvers.
+Presets: every registered solver under its ``sampling.method`` name, on the grid it declares;
+every solver but the reference sampler starts from ``bench.ode_prior`` ('mean' removes the
+offset a deterministic flow carries from the reference prior's zero mean). ``pc_pds`` and
+``pc_pds_tuned`` are the reference sampler of the config (predictor, corrector, snr) with PDS
+at ``sampling.pds.alpha`` and with the alpha table of ``sampling.pds.tuned`` (``--mode=tune``;
+only at the iteration counts the table covers).
 
 Process 0 writes ``bench/samplers.csv``, ``bench/samplers.md`` and ``bench/samplers.png``.
 """
@@ -51,6 +47,8 @@ from pds.modes.experiment import apply_tuned_alpha
 from pds.modes.sample import count_rounds
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError, check_choice
+from pds.sampling.declaration import SolverSpec
+from pds.sampling.solver import solver_specs
 from pds.storage import outputs, replace
 
 FILES = ('samplers.csv', 'samplers.md', 'samplers.png')
@@ -59,31 +57,36 @@ ODE_PRIORS = ('score_sde', 'mean')
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A sampler of the bench: its config fields and NFE(N) = per_step N + extra."""
+    """A sampler of the bench: a solver's declaration and the config fields the bench sets."""
 
+    spec: SolverSpec
     fields: dict
-    per_step: int = 1
-    extra: int = 0
-    ode: bool = True  # starts from bench.ode_prior; no preconditioner
-    tolerance: str = ''  # adaptive: the sampling.adaptive field the bench sweeps
+    tuned: bool = False  # alpha from the sampling.pds.tuned table, at the counts it covers
+
+    @property
+    def tolerance(self) -> str:
+        """adaptive: the sampling.adaptive field the bench sweeps ('' for fixed steps)."""
+        return self.spec.tolerance
+
+    @property
+    def ode_prior(self) -> bool:
+        """It starts from ``bench.ode_prior`` without M (every solver but the reference)."""
+        return self.spec.bench_prior == 'ode_prior'
 
 
-PRESETS = {
-    'pc': Preset({'method': 'pc', 'precondition': 'none', 'grid': 'ladder'}, ode=False),
-    'pc_pds': Preset({'method': 'pc', 'precondition': 'pds', 'grid': 'ladder'}, ode=False),
-    'pc_pds_tuned': Preset({'method': 'pc', 'precondition': 'pds', 'grid': 'ladder'},
-                           ode=False),
-    'pf_euler': Preset({'method': 'pf_euler', 'grid': 'ladder'}),
-    'ddim': Preset({'method': 'ddim', 'grid': 'logsnr'}),
-    'dpm_solver_2m': Preset({'method': 'dpm_solver_2m', 'grid': 'logsnr'}),
-    'dpm_solver_3m': Preset({'method': 'dpm_solver_3m', 'grid': 'logsnr'}, extra=1),
-    'unipc': Preset({'method': 'unipc', 'grid': 'logsnr'}),
-    'edm_heun': Preset({'method': 'edm_heun', 'grid': 'karras'}, per_step=2, extra=-1),
-    'edm_stochastic': Preset({'method': 'edm_stochastic', 'grid': 'karras'}, per_step=2,
-                             extra=-1),
-    'dopri5': Preset({'method': 'dopri5', 'grid': 'ladder'}, tolerance='rtol'),
-    'adaptive_sde': Preset({'method': 'adaptive_sde', 'grid': 'ladder'}, tolerance='eps_rel'),
-}
+def presets() -> dict[str, Preset]:
+    """One preset per registered solver (its declared grid; a solver whose declared
+    ``bench_prior`` is 'ode_prior' starts from ``bench.ode_prior`` without a preconditioner),
+    plus ``<name>_pds`` (M at ``sampling.pds.alpha``) and ``<name>_pds_tuned`` (the alpha
+    table of ``sampling.pds.tuned``) where the declaration's ``bench_pds`` lists them."""
+    out = {}
+    for spec in solver_specs():
+        fields = {'method': spec.name, 'grid': spec.grid}
+        out[spec.name] = Preset(spec, fields | {'precondition': 'none'})
+        for suffix in spec.bench_pds:
+            out[f'{spec.name}_{suffix}'] = Preset(spec, fields | {'precondition': 'pds'},
+                                                  tuned=suffix == 'pds_tuned')
+    return out
 
 
 def _numbers(field: str, values, low: float, high: float, integer: bool = False) -> list:
@@ -102,12 +105,13 @@ def settings(config) -> tuple[list[str], list[int], list[float], list[float]]:
     b = config.bench
     names = list(b.samplers)
     for name in names:
-        check_choice('bench.samplers', name, tuple(PRESETS))
+        check_choice('bench.samplers', name, tuple(presets()))
     if len(set(names)) != len(names):
         raise ConfigError('bench.samplers', tuple(names), 'distinct sampler names')
-    if 'pc_pds_tuned' in names and not config.sampling.pds.get('tuned', ''):
-        raise ConfigError('sampling.pds.tuned', '', "a tune/alpha.json from --mode=tune with "
-                          "bench.samplers containing 'pc_pds_tuned'")
+    tuned = [name for name in names if presets()[name].tuned]
+    if tuned and not config.sampling.pds.get('tuned', ''):
+        raise ConfigError('sampling.pds.tuned', '', 'a tune/alpha.json from --mode=tune with '
+                          f'bench.samplers containing {tuned[0]!r}')
     check_choice('bench.ode_prior', b.ode_prior, ODE_PRIORS)
     if not isinstance(b.target_fd, int | float) or b.target_fd < 0:
         raise ConfigError('bench.target_fd', b.target_fd, 'a number >= 0 (0: the 50k floor)')
@@ -120,15 +124,15 @@ def settings(config) -> tuple[list[str], list[int], list[float], list[float]]:
 def cell_configs(config, name: str, budgets: list[int], rtols: list[float],
                  eps_rels: list[float]) -> list[tuple[str, object]]:
     """(ladder label, config) per rung of one sampler: a budget's N, or a tolerance."""
-    preset = PRESETS[name]
+    preset = presets()[name]
     base = copy.deepcopy(config)
     s = base.sampling
     for key, value in preset.fields.items():
         s[key] = value
-    if name != 'pc_pds_tuned':
+    if not preset.tuned:
         s.pds.tuned = ''
-    if preset.ode:
-        s.prior, s.precondition = config.bench.ode_prior, 'none'
+    if preset.ode_prior:
+        s.prior = config.bench.ode_prior
     if preset.tolerance:
         out = []
         for tol in (rtols if preset.tolerance == 'rtol' else eps_rels):
@@ -139,17 +143,13 @@ def cell_configs(config, name: str, budgets: list[int], rtols: list[float],
                 s2.atol = float(tol)
             out.append((f'{preset.tolerance}={tol:g}', cfg))
         return out
-    per = preset.per_step
-    if name.startswith('pc'):
-        corrector = s.n_steps_each if s.corrector != 'none' else 0
-        per = corrector + (1 if s.predictor != 'none' else 0)
     low, high = 1, 10**9
-    if name == 'pc_pds_tuned':  # only the iteration counts the table covers
+    if preset.tuned:  # only the iteration counts the table covers
         steps = tuned_alpha.read_table(s.pds.tuned)[0]
         low, high = steps[0], steps[-1]
     out = []
     for budget in budgets:
-        n = (budget - preset.extra) // per
+        n = preset.spec.steps_within(s, budget)
         if not low <= n <= high:
             continue
         cfg = copy.deepcopy(base)
@@ -159,7 +159,7 @@ def cell_configs(config, name: str, budgets: list[int], rtols: list[float],
 
 
 def estimate_for(config, cfg, name: str) -> str:
-    if config.bench.estimate == 'sampled' or PRESETS[name].tolerance:
+    if config.bench.estimate == 'sampled' or presets()[name].tolerance:
         return 'sampled'
     try:
         check_config(cfg)
@@ -281,7 +281,8 @@ def plot(path: str, rows: list[dict], floor: float, target: float, config) -> No
     names = list(dict.fromkeys(r['sampler'] for r in rows))
     for i, name in enumerate(names):
         nfe, fd, se = plotting.fd_curve(rows, 'sampler', name)
-        style = ':' if PRESETS[name].tolerance else ('-' if name.startswith('pc') else '--')
+        preset = presets()[name]
+        style = ':' if preset.tolerance else ('--' if preset.ode_prior else '-')
         line, = ax.plot(nfe, np.maximum(fd, 1e-6), style, marker='os^vD<>ph*X'[i % 11], ms=4,
                         label=name)
         if np.any(se > 0):

@@ -84,12 +84,20 @@ def check_grid_eps(grid, eps: float, method: str) -> None:
                          f'{grid.eps}: build the solver from the same config as the grid')
 
 
+def shared_fields() -> dict[str, Any]:
+    """The ``sampling.adaptive`` fields both error-controlled solvers declare: the safety
+    factor theta and the attempted steps per example (the while loop's bound)."""
+    return {'safety': 0.9, 'max_steps': 10000}
+
+
 def adaptive_fields(config) -> Any:
-    """The block ``sampling.adaptive`` (its defaults when a config predates it)."""
-    from configs.common import adaptive_sampling_fields
+    """The block ``sampling.adaptive`` (its declared defaults when a config predates it)."""
+    from ml_collections import ConfigDict
+
+    from pds.sampling.solver import solver_config_blocks
 
     block = config.sampling.get('adaptive', None)
-    return adaptive_sampling_fields() if block is None else block
+    return ConfigDict(solver_config_blocks()['adaptive']) if block is None else block
 
 
 def number_in(field: str, value: Any, low: float, high: float, *, low_open: bool = True,

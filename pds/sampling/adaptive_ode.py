@@ -42,8 +42,9 @@ import jax.numpy as jnp
 from pds.method.sde import SDE, bcast
 from pds.sampling import adaptive
 from pds.sampling.context import Context
+from pds.sampling.declaration import SolverSpec
 from pds.sampling.grid import Interval
-from pds.sampling.solver import register_solver, require_no_preconditioner
+from pds.sampling.solver import register_solver
 
 Array = jnp.ndarray
 
@@ -83,7 +84,6 @@ class Dopri5(adaptive.AdaptiveSolver):
     safety: float = 0.9
     step_limit: int = 10000
     noise_removal: bool = True
-    deterministic = False  # adaptive steps: not an affine map of x_T (no exact moments)
 
     def scale(self, x: Array, x_new: Array) -> Array:
         return self.atol + self.rtol * jnp.maximum(jnp.abs(x), jnp.abs(x_new))
@@ -140,9 +140,18 @@ class Dopri5(adaptive.AdaptiveSolver):
                 'noise_removal': self.noise_removal}
 
 
-@register_solver('dopri5')
+@register_solver(SolverSpec(
+    name='dopri5', kind='adaptive ODE', preconditioner='none',
+    preconditioner_reason='a preconditioner in an ODE drift changes the distribution the flow '
+    'produces (no corrector follows an adaptive solver)',
+    noise='none after the prior draw', moments='none', grid='ladder', nfe=None,
+    nfe_text='6 per attempted step (8 in the first), + 1 with `noise_removal`',
+    tolerance='rtol',
+    reference="score_sde's ODE sampler (scipy RK45; arXiv 2011.13456) in one compiled loop; "
+    'Dormand and Prince 1980',
+    config_fields=lambda: {'adaptive': {'rtol': 1e-5, 'atol': 1e-5,
+                                        **adaptive.shared_fields()}}))
 def from_config(config, sde: SDE) -> Dopri5:
-    require_no_preconditioner(config, 'dopri5')
     block = adaptive.adaptive_fields(config)
     return Dopri5(eps=adaptive.sampling_eps(config, sde), T=float(sde.T),
                   rtol=adaptive.number_in('sampling.adaptive.rtol', block.rtol, 0.0, 1.0,

@@ -44,11 +44,13 @@ import dataclasses
 from typing import Any
 
 import jax.numpy as jnp
+from ml_collections import config_dict
 
 from pds.method.sde import SDE, bcast
 from pds.runtime.errors import ConfigError, check_choice
 from pds.sampling import adaptive
 from pds.sampling.context import Context, StepEnv
+from pds.sampling.declaration import SolverSpec
 from pds.sampling.grid import Interval
 from pds.sampling.predictors import invariant_score_term
 from pds.sampling.solver import register_solver
@@ -138,7 +140,18 @@ def default_eps_abs(config) -> float:
     return (2.0 if config.data.centered else 1.0) / 255.0
 
 
-@register_solver('adaptive_sde')
+@register_solver(SolverSpec(
+    name='adaptive_sde', kind='adaptive SDE', preconditioner='sde',
+    preconditioner_reason="the invariant form (sampling.pds.predictor_form='invariant') keeps "
+    'the marginals for any invertible M; the reference form is refused',
+    noise='slot 0 per attempt, shared by both stages', moments='none', grid='ladder',
+    nfe=None, nfe_text='2 per attempted step, + 1 with `noise_removal`',
+    where_text="x_T and both stages' drift and noise, `predictor_form='invariant'` only",
+    tolerance='eps_rel',
+    reference='Gotta Go Fast, Jolicoeur-Martineau et al. 2021 (arXiv 2105.14080), Algorithm 1',
+    config_fields=lambda: {'adaptive': {
+        'eps_rel': 0.01, 'eps_abs': config_dict.placeholder(float), 'exponent': 0.9,
+        'h_init': 0.01, **adaptive.shared_fields()}}))
 def from_config(config, sde: SDE) -> GottaGoFast:
     s = config.sampling
     check_pds_form(config)

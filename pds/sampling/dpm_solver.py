@@ -45,9 +45,10 @@ import jax.numpy as jnp
 
 from pds.method.sde import SDE, bcast
 from pds.sampling.context import Context
+from pds.sampling.declaration import ODE_CORRECTOR_REASON, SolverSpec
 from pds.sampling.denoiser import denoise, levels
 from pds.sampling.grid import Interval
-from pds.sampling.solver import register_solver, require_no_preconditioner
+from pds.sampling.solver import register_solver
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,6 @@ class DPMSolverPP:
     """DPM-Solver++ of multistep order 1 (DDIM), 2 or 3 (module docstring)."""
 
     order: int = 2
-    deterministic = True  # no noise after the prior draw (pds.analytic.moments uses it)
 
     def init(self, ctx: Context, x):
         """x, and the last ``order - 1`` denoisers D and log-steps h (per example)."""
@@ -121,19 +121,37 @@ class DPMSolverPP:
         return {'method': 'ddim' if self.order == 1 else f'dpm_solver_{self.order}m'}
 
 
-@register_solver('dpm_solver_2m')
+DPM_SOLVER_CODE = 'github.com/LuChengTHU/dpm-solver'
+
+
+def _spec(name: str, reference: str, **kw) -> SolverSpec:
+    return SolverSpec(name=name, kind='ODE', preconditioner='corrector',
+                      preconditioner_reason=ODE_CORRECTOR_REASON,
+                      noise='none after the prior draw', moments='affine', grid='logsnr',
+                      reference=reference, **kw)
+
+
+@register_solver(_spec(
+    'dpm_solver_2m', f'DPM-Solver++(2M), Lu et al. 2022 (arXiv 2211.01095), {DPM_SOLVER_CODE}',
+    deviations=('the official code lowers the order of the last steps when it takes fewer '
+                'than 10 (lower_order_final); here every step after the first is 2M',)))
 def from_config(config, sde: SDE) -> DPMSolverPP:
-    require_no_preconditioner(config, 'dpm_solver_2m')
     return DPMSolverPP(2)
 
 
-@register_solver('dpm_solver_3m')
+@register_solver(_spec(
+    'dpm_solver_3m', f'DPM-Solver++(3M), Lu et al. 2022 (arXiv 2211.01095), {DPM_SOLVER_CODE}',
+    nfe=lambda sampling: (1, 1), nfe_text='N + 1',
+    deviations=('the second divided difference enters with -2 phi_3 (official: -phi_3) and the '
+                'first step is the trapezoid over lambda (official: first order): third order '
+                'where the official update measures second',
+                'the official code lowers the order of the last steps when it takes fewer '
+                'than 10 (lower_order_final)')))
 def from_config_3m(config, sde: SDE) -> DPMSolverPP:
-    require_no_preconditioner(config, 'dpm_solver_3m')
     return DPMSolverPP(3)
 
 
-@register_solver('ddim')
+@register_solver(_spec(
+    'ddim', 'DDIM, Song, Meng and Ermon 2021 (arXiv 2010.02502), eta = 0 (DPM-Solver++(1))'))
 def from_config_ddim(config, sde: SDE) -> DPMSolverPP:
-    require_no_preconditioner(config, 'ddim')
     return DPMSolverPP(1)

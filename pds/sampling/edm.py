@@ -43,14 +43,16 @@ import jax.numpy as jnp
 from pds.method.sde import SDE, bcast, scale_and_sigma
 from pds.runtime.errors import ConfigError
 from pds.sampling.context import Context
+from pds.sampling.declaration import ODE_CORRECTOR_REASON, SolverSpec
 from pds.sampling.denoiser import denoise, levels, time_of_sigma
 from pds.sampling.grid import Interval, num_iterations
-from pds.sampling.solver import register_solver, require_no_preconditioner
+from pds.sampling.solver import register_solver
 
 Array = jnp.ndarray
 
 # sampling.edm defaults: EDM's, except S_tmax (EDM: inf; config floats must be finite, and
-# 1e6 is above every sigma_max here: VE 1348 at most, VP about 152).
+# 1e6 is above every sigma_max here: VE 1348 at most, VP about 152). EDM's README samples
+# ImageNet-64 with 256 steps and s_churn=40, s_tmin=0.05, s_tmax=50, s_noise=1.003.
 EDM_DEFAULTS = {'s_churn': 0.0, 's_tmin': 0.0, 's_tmax': 1e6, 's_noise': 1.0}
 
 
@@ -76,8 +78,6 @@ def heun_nfe(interval: Interval):
 
 @dataclasses.dataclass(frozen=True)
 class EDMHeun:
-    deterministic = True  # no noise after the prior draw (pds.analytic.moments uses it)
-
     def init(self, ctx: Context, x):
         return x
 
@@ -97,9 +97,20 @@ class EDMHeun:
         return {'method': 'edm_heun'}
 
 
-@register_solver('edm_heun')
+EDM_PAPER = 'EDM, Karras et al. 2022 (arXiv 2206.00364), github.com/NVlabs/edm'
+
+
+def _heun_nfe(sampling) -> tuple[int, int]:
+    """NFE(N) = 2 N - 1: two evaluations per step, one in the last (Euler into the data)."""
+    return 2, -1
+
+
+@register_solver(SolverSpec(
+    name='edm_heun', kind='ODE', preconditioner='corrector',
+    preconditioner_reason=ODE_CORRECTOR_REASON, noise='none after the prior draw',
+    moments='affine', grid='karras', nfe=_heun_nfe, nfe_text='2N - 1',
+    reference=f'{EDM_PAPER}, Algorithm 1'))
 def from_config(config, sde: SDE) -> EDMHeun:
-    require_no_preconditioner(config, 'edm_heun')
     return EDMHeun()
 
 
@@ -112,10 +123,6 @@ class EDMStochastic:
     s_tmin: float = 0.0
     s_tmax: float = EDM_DEFAULTS['s_tmax']
     s_noise: float = 1.0
-    # Fresh noise every step; with the exact score of a Gaussian field each step is affine
-    # per Fourier mode in (x, z), which pds.analytic.moments propagates step by step.
-    deterministic = False
-    stepwise_affine = True
 
     @property
     def gamma(self) -> float:
@@ -174,10 +181,15 @@ def edm_fields(config) -> dict[str, float]:
     return v
 
 
-@register_solver('edm_stochastic')
+@register_solver(SolverSpec(
+    name='edm_stochastic', kind='SDE', preconditioner='corrector',
+    preconditioner_reason="PDS may not colour EDM's churn noise nor enter its ODE steps (it "
+    'changes the distribution the sampler produces); M may go to a Langevin corrector after '
+    'each step (sampling.ode_corrector)',
+    noise='slot 0: the churn noise', moments='stepwise', grid='karras', nfe=_heun_nfe,
+    nfe_text='2N - 1', where_text='an `ode_corrector` only (the churn noise stays white)',
+    reference=f'{EDM_PAPER}, Algorithm 2',
+    config_fields=lambda: {'edm': dict(EDM_DEFAULTS)}))
 def from_config_stochastic(config, sde: SDE) -> EDMStochastic:
-    require_no_preconditioner(config, 'edm_stochastic',
-                              "PDS may not colour EDM's churn noise (it changes the "
-                              'distribution the sampler produces)')
     fields = edm_fields(config)
     return EDMStochastic(num_iterations(config)[0], **fields)

@@ -15,6 +15,7 @@ from pds.method.sde import SDE, subVPSDE
 from pds.runtime.errors import ConfigError, check_choice
 from pds.sampling.context import Context, StepEnv
 from pds.sampling.correctors import get_corrector
+from pds.sampling.declaration import SolverSpec
 from pds.sampling.grid import Interval
 from pds.sampling.predictors import get_predictor
 from pds.sampling.solver import register_solver
@@ -59,7 +60,29 @@ class PredictorCorrector:
         return out
 
 
-@register_solver('pc')
+def _pc_nfe(sampling) -> tuple[int, int]:
+    """NFE(N) = (n_steps_each [corrector] + 1 [predictor]) N."""
+    corrector = sampling.n_steps_each if sampling.corrector != 'none' else 0
+    return corrector + (1 if sampling.predictor != 'none' else 0), 0
+
+
+SPEC = SolverSpec(
+    name='pc', kind='SDE', preconditioner='sde',
+    preconditioner_reason='the Langevin corrector with M M^T drift and M noise keeps p_t for '
+    'any invertible M (PDS, Ma et al. 2022, arXiv 2207.02196); the reverse-diffusion predictor '
+    "keeps the marginals only in sampling.pds.predictor_form='invariant'",
+    noise="corrector slots 0 .. n_steps_each - 1, then the predictor's",
+    moments='propagated', grid='ladder', nfe=_pc_nfe,
+    nfe_text='N (1 + `n_steps_each`); N with corrector `none`',
+    where_text='x_T; the corrector (`langevin`, `ald`); the `reverse_diffusion` and '
+    '`euler_maruyama` predictors, in `sampling.pds.predictor_form` `reference` (the '
+    "paper's) or `invariant`; `ancestral_sampling` ignores M",
+    reference='score_sde (Song et al. 2021, arXiv 2011.13456; github.com/yang-song/score_sde); '
+    'PDS (arXiv 2207.02196; github.com/fudan-zvg/PDS)',
+    bench_pds=('pds', 'pds_tuned'), bench_prior='score_sde')
+
+
+@register_solver(SPEC)
 def from_config(config, sde: SDE) -> PredictorCorrector:
     s = config.sampling
     get_predictor(s.predictor)

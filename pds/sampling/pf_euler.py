@@ -19,14 +19,13 @@ import jax.numpy as jnp
 
 from pds.method.sde import SDE, bcast
 from pds.sampling.context import Context
+from pds.sampling.declaration import ODE_CORRECTOR_REASON, SolverSpec
 from pds.sampling.grid import Interval
-from pds.sampling.solver import register_solver, require_no_preconditioner
+from pds.sampling.solver import register_solver
 
 
 @dataclasses.dataclass(frozen=True)
 class ProbabilityFlowEuler:
-    deterministic = True  # no noise after the prior draw (pds.analytic.moments uses it)
-
     def init(self, ctx: Context, x):
         return x
 
@@ -47,7 +46,10 @@ class ProbabilityFlowEuler:
         return {'method': 'pf_euler'}
 
 
-@register_solver('pf_euler')
+@register_solver(SolverSpec(
+    name='pf_euler', kind='ODE', preconditioner='corrector',
+    preconditioner_reason=ODE_CORRECTOR_REASON, noise='none after the prior draw',
+    moments='affine', grid='ladder',
+    reference='Song et al. 2021 (arXiv 2011.13456), eq. 13, Euler steps'))
 def from_config(config, sde: SDE) -> ProbabilityFlowEuler:
-    require_no_preconditioner(config, 'pf_euler')
     return ProbabilityFlowEuler()

@@ -13,30 +13,37 @@ A solver that defines ``max_steps(grid) -> int`` runs in the while loop (at most
 steps), every other one in the scan. A solver whose step evaluates the score a number of
 times that depends on the interval defines ``step_nfe(interval) -> int32`` for the count.
 ``output`` may evaluate the score too (a final denoising step); the loops count those calls.
-``summary()`` is what run reports record of the solver's settings. A solver whose prior
-draw must stay white whatever the preconditioner defines ``white_prior = True`` (an ODE solver
-whose preconditioner goes to a corrector only).
+``summary()`` is what run reports record of the solver's settings.
 
-``sampling.ode_corrector`` ('langevin' or 'ald'; default 'none') wraps a fixed-step ODE solver
-(``CORRECTED_METHODS``) in :class:`pds.sampling.with_corrector.WithCorrector`: a Langevin
-corrector at the end of each step, the only place ``sampling.precondition='pds'`` then goes.
-Such a solver's state is x or a dict holding x under 'x', and it defines ``step_nfe``.
+What the rest of the project needs to know about a solver it reads from the solver's
+declaration (:class:`pds.sampling.declaration.SolverSpec`), registered with its builder:
 
-Solvers register under their ``sampling.method`` name with a builder
-``from_config(config, sde) -> Solver`` (validating their own fields); adding a solver is one
-file plus its import in :func:`_register_solvers`.
+    @register_solver(SolverSpec(name='my_solver', kind='ODE', preconditioner='corrector', ...))
+    def from_config(config, sde) -> MySolver: ...
+
+The builder validates its own config fields; the preconditioner policy and the corrector of
+``sampling.ode_corrector`` (:class:`pds.sampling.with_corrector.WithCorrector`, for the
+solvers whose policy is 'corrector'; such a solver's state is x or a dict holding x under 'x',
+and it defines ``step_nfe``) are applied here from the declaration. Every module of
+:mod:`pds.sampling` is imported when the registry is first read, so a new solver is one file.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import jax.numpy as jnp
+from ml_collections import config_dict
 
 from pds.method.sde import SDE
-from pds.runtime.errors import ConfigError
+from pds.runtime.errors import ConfigError, check_choice
 from pds.runtime.registry import Registry
 from pds.sampling.context import Context
+from pds.sampling.declaration import KINDS, SolverSpec
 from pds.sampling.grid import Interval, TimeGrid, sampling_schedule
 
 Array = jnp.ndarray
@@ -54,42 +61,90 @@ class Solver(Protocol):
 
 
 _REGISTRY = Registry('sampling.method')
-register_solver = _REGISTRY.register
+_SPECS: dict[str, SolverSpec] = {}
 
 
+def register_solver(spec: SolverSpec) -> Callable[[Callable], Callable]:
+    """Register a builder ``from_config(config, sde) -> Solver`` under ``spec.name`` with its
+    declaration (:class:`pds.sampling.declaration.SolverSpec`)."""
+    def wrap(build: Callable) -> Callable:
+        _SPECS[spec.name] = spec
+        return _REGISTRY.register(spec.name)(build)
+    return wrap
+
+
+@functools.cache
 def _register_solvers() -> None:
-    from pds.sampling import (  # noqa: F401  (registration side effects)
-        adaptive_ode,
-        adaptive_sde,
-        dpm_solver,
-        edm,
-        pc,
-        pf_euler,
-        unipc,
-    )
+    """Import every module of :mod:`pds.sampling` once: a solver registers itself on import."""
+    import pds.sampling as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f'{package.__name__}.{info.name}')
 
 
-ODE_REASON = 'a preconditioner in an ODE drift changes the distribution the flow produces'
-# the fixed-step ODE solvers a Langevin corrector may follow (sampling.ode_corrector)
-CORRECTED_METHODS = ('pf_euler', 'ddim', 'edm_heun', 'edm_stochastic', 'dpm_solver_2m',
-                     'dpm_solver_3m')
+def solver_names() -> tuple[str, ...]:
+    """Every registered ``sampling.method``, by kind (:data:`KINDS` order) and then name."""
+    _register_solvers()
+    return tuple(sorted(_REGISTRY.names(),
+                        key=lambda name: (KINDS.index(_SPECS[name].kind), name)))
 
 
-def require_no_preconditioner(config, method: str, reason: str = ODE_REASON) -> None:
-    """ConfigError unless ``sampling.precondition`` is 'none': a preconditioner may not enter
-    an ODE solver's drift (M M^T there changes the distribution the flow produces), nor
-    whatever else ``reason`` names. With ``sampling.ode_corrector`` set (a method of
-    ``CORRECTED_METHODS``) 'pds' is accepted: M goes to the corrector only, the solver's own
-    step sees M = I (:mod:`pds.sampling.with_corrector`)."""
-    if config.sampling.precondition == 'none':
+def solver_specs() -> tuple[SolverSpec, ...]:
+    """Every registered declaration, in ``solver_names()`` order."""
+    return tuple(_SPECS[name] for name in solver_names())
+
+
+def solver_spec(method: str) -> SolverSpec:
+    """The declaration of ``sampling.method`` = ``method`` (ConfigError naming the field)."""
+    check_choice('sampling.method', method, solver_names())
+    return _SPECS[method]
+
+
+def corrected_methods() -> tuple[str, ...]:
+    """The fixed-step solvers a Langevin corrector may follow (``sampling.ode_corrector``)."""
+    return tuple(spec.name for spec in solver_specs() if spec.corrected)
+
+
+def solver_config_blocks() -> dict[str, dict[str, Any]]:
+    """The solvers' own config blocks under ``sampling`` ({block: {field: default}}), merged
+    over every declaration; ValueError when two declare one field with different defaults."""
+    blocks: dict[str, dict[str, Any]] = {}
+    owner: dict[tuple[str, str], str] = {}
+    for spec in solver_specs():
+        for block, fields in (spec.config_fields() if spec.config_fields else {}).items():
+            merged = blocks.setdefault(block, {})
+            for field, default in fields.items():
+                if field in merged and not _same_default(merged[field], default):
+                    raise ValueError(f'sampling.{block}.{field}: {spec.name} declares '
+                                     f'{default!r}, {owner[block, field]} {merged[field]!r}')
+                merged.setdefault(field, default)
+                owner.setdefault((block, field), spec.name)
+    return blocks
+
+
+def _same_default(a, b) -> bool:
+    if isinstance(a, config_dict.FieldReference) or isinstance(b, config_dict.FieldReference):
+        return (isinstance(a, config_dict.FieldReference)
+                and isinstance(b, config_dict.FieldReference)
+                and a.get_type() is b.get_type() and a.get() == b.get())
+    return type(a) is type(b) and a == b
+
+
+def require_no_preconditioner(config, spec: SolverSpec) -> None:
+    """ConfigError unless ``sampling.precondition`` is 'none', for a solver whose policy keeps
+    M out of its own step (the declaration's ``preconditioner_reason`` says why). A solver
+    that a corrector may follow accepts 'pds' with ``sampling.ode_corrector`` set: M then goes
+    to the corrector only, the solver's own step sees M = I (:mod:`pds.sampling.with_corrector`)."""
+    if config.sampling.precondition == 'none' or spec.preconditioner == 'sde':
         return
-    if method in CORRECTED_METHODS and config.sampling.get('ode_corrector', 'none') != 'none':
+    if spec.corrected and config.sampling.get('ode_corrector', 'none') != 'none':
         return
     raise ConfigError('sampling.precondition', config.sampling.precondition,
-                      f"'none' with sampling.method={method!r} ({reason})"
+                      f"'none' with sampling.method={spec.name!r} "
+                      f'({spec.preconditioner_reason})'
                       + ("; or set sampling.ode_corrector='langevin' or 'ald': M then goes "
                          'to a Langevin corrector after each step only'
-                         if method in CORRECTED_METHODS else ''))
+                         if spec.corrected else ''))
 
 
 def takes_own_steps(solver) -> bool:
@@ -103,23 +158,19 @@ def loop_length(solver, grid: TimeGrid) -> int:
     return int(solver.max_steps(grid)) if takes_own_steps(solver) else grid.num_steps
 
 
-def solver_names() -> tuple[str, ...]:
-    _register_solvers()
-    return _REGISTRY.names()
-
-
 def solver_from_config(config, sde: SDE) -> Solver:
     """The solver of ``sampling.method`` built from its config fields, wrapped with the
     corrector of ``sampling.ode_corrector`` unless that is 'none'."""
     from pds.sampling import with_corrector
 
-    _register_solvers()
     method = config.sampling.method
+    spec = solver_spec(method)
     corrector = with_corrector.ode_corrector_of(config)
-    if corrector != 'none' and method in _REGISTRY.names() and method not in CORRECTED_METHODS:
+    if corrector != 'none' and not spec.corrected:
         raise ConfigError('sampling.ode_corrector', corrector,
                           f"'none' with sampling.method={method!r} (a corrector follows the "
-                          'fixed-step ODE solvers: ' + ', '.join(CORRECTED_METHODS) + ')')
+                          'fixed-step ODE solvers: ' + ', '.join(corrected_methods()) + ')')
+    require_no_preconditioner(config, spec)
     solver = _REGISTRY.get(method)(config, sde)
     if corrector == 'none':
         return solver

@@ -32,9 +32,10 @@ import jax.numpy as jnp
 
 from pds.method.sde import SDE, bcast
 from pds.sampling.context import Context
+from pds.sampling.declaration import SolverSpec
 from pds.sampling.denoiser import denoise, levels
 from pds.sampling.grid import Interval
-from pds.sampling.solver import register_solver, require_no_preconditioner
+from pds.sampling.solver import register_solver
 
 
 def corrector_weights(h, r, first):
@@ -53,8 +54,6 @@ def corrector_weights(h, r, first):
 
 @dataclasses.dataclass(frozen=True)
 class UniPC:
-    deterministic = True  # no noise after the prior draw (pds.analytic.moments uses it)
-
     def init(self, ctx: Context, x):
         """x, the denoiser at the current point m_0, the one before m_-1 and h_{i-1}."""
         zeros = jnp.zeros_like(x)
@@ -97,7 +96,16 @@ class UniPC:
         return {'method': 'unipc', 'variant': 'bh2', 'order': 2}
 
 
-@register_solver('unipc')
+@register_solver(SolverSpec(
+    name='unipc', kind='ODE', preconditioner='none',
+    preconditioner_reason='a preconditioner in an ODE drift changes the distribution the flow '
+    'produces; nor may a corrector follow: each step reuses the denoiser evaluated at its '
+    'predicted point as the next step\'s m_0, which a corrector moving x would leave stale',
+    noise='none after the prior draw', moments='affine', grid='logsnr',
+    reference='UniPC-bh2, Zhao et al. 2023 (arXiv 2302.04867), github.com/wl-zhao/UniPC',
+    deviations=('the official code ends with a first-order step without corrector '
+                '(lower_order_final, at every N); here the last step into the data is the '
+                'denoiser the step before computed',
+                'the first corrector weight is phi_1 / B(h) (official: 0.5)')))
 def from_config(config, sde: SDE) -> UniPC:
-    require_no_preconditioner(config, 'unipc')
     return UniPC()

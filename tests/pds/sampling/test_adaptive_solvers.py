@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from configs.analytic import field_16
-from configs.common import adaptive_sampling_fields
 from pds.analytic.gaussian_field import GaussianField, exact_score_fn
 from pds.method.precondition import Identity
 from pds.method.sde import VESDE
@@ -24,7 +23,7 @@ from pds.sampling.adaptive_sde import GottaGoFast
 from pds.sampling.context import Context
 from pds.sampling.loops import while_loop
 from pds.sampling.noise import example_keys
-from pds.sampling.solver import solver_from_config
+from pds.sampling.solver import solver_config_blocks, solver_from_config
 
 H, W, C = 8, 8, 3
 FIELD = GaussianField()
@@ -227,7 +226,7 @@ def test_adaptive_sde_eps_abs_default_is_one_uint8_level():
 def test_bad_adaptive_fields(method, field, value, allowed):
     config = sde_config(0.1)
     config.sampling.method = method
-    block = adaptive_sampling_fields().to_dict()
+    block = dict(solver_config_blocks()['adaptive'])
     block[field] = value  # any type: what a hand-written config may hold
     config.sampling.adaptive = ml_collections.ConfigDict(block)
     with pytest.raises(ConfigError, match=rf'sampling\.adaptive\.{field}={value!r}: .*{allowed}'):

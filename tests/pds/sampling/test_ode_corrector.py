@@ -24,7 +24,7 @@ from pds.sampling.grid import Interval, noise_level_grid, time_grid
 from pds.sampling.noise import example_keys
 from pds.sampling.pf_euler import ProbabilityFlowEuler
 from pds.sampling.sampler import build_sampler
-from pds.sampling.solver import CORRECTED_METHODS, solver_from_config
+from pds.sampling.solver import corrected_methods, solver_from_config
 from pds.sampling.with_corrector import CORRECTOR_SLOT, WithCorrector
 from tests.pds.sampling.test_ode_solvers import ode_config
 
@@ -46,7 +46,7 @@ def run(solver, precond, sde=None, grid=None, batch=8, score_builder=exact_score
     return [np.asarray(a) for a in out]
 
 
-@pytest.mark.parametrize('method', CORRECTED_METHODS)
+@pytest.mark.parametrize('method', corrected_methods())
 def test_no_corrector_builds_the_plain_solver(method):
     """'none' (and a config without the field) returns the solver itself: runs are those of
     the solver without the wrapper, bit for bit."""
@@ -166,7 +166,7 @@ def test_ladder_index_of_t_next():
         assert got == grid.index.tolist(), (kind, got, grid.index.tolist())
 
 
-@pytest.mark.parametrize('method', CORRECTED_METHODS)
+@pytest.mark.parametrize('method', corrected_methods())
 def test_pds_goes_to_the_corrector_only(method):
     config = ode_config(method, 4)
     config.sampling.precondition = 'pds'
