@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from pds.modes.sample import load_samples
+from pds.experiment.rounds import load_samples
 from tests.multiprocess import ROOT, run_job, run_single, start_job, wait_all
 
 pytestmark = pytest.mark.slow  # left out of `make test-fast`

@@ -223,7 +223,7 @@ def test_diverging_training_stops_and_restores_the_overwritten_run(tmp_path):
 
 
 def test_network_without_checkpoint_needs_allow_random_init(tmp_path):
-    from pds.modes.network_model import network_score_model
+    from pds.experiment.network import network_score_model
     from pds.runtime.errors import ConfigError
     from tests.pds.training.tiny_train_config import get_config
 

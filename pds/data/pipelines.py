@@ -460,8 +460,9 @@ def get_batches(config, split: str = 'train', batch_size: int | None = None,
                                 process_index, process_count)
     from pds.data import tf_sources
 
-    return tf_sources.stream_batches(config, split, batch_size, start_batch, seed, train,
-                                  repeat, process_index, process_count)
+    stream = tf_sources.stream_batches(config, split, batch_size, start_batch, seed, train,
+                                       repeat, process_index, process_count)
+    return (augment(images, pos, config, seed, train) for images, pos in stream)
 
 
 def load_images(config, n: int, split: str = 'train', path: str | None = None) -> np.ndarray:

@@ -1,6 +1,6 @@
 """``--mode=tune``: PDS's alpha chosen per iteration count.
 
-The objective is the bench's quality estimate (:mod:`pds.modes.bench`) of the configured
+The objective is the bench's quality estimate (:mod:`pds.quality.estimates`) of the configured
 sampler (``sampling.*``: predictor, corrector, snr, PDS masks and predictor form) with PDS at
 alpha: the population Frechet distance by exact moments where they apply (an exact field's
 score, a Fourier-diagonal preconditioner; seconds per cell), else the sampled unbiased FD of
@@ -37,10 +37,11 @@ import os
 
 import numpy as np
 
-from pds.analytic.fd import expected_floor
-from pds.modes import bench, plotting
-from pds.modes.bench import Experiments, Method
-from pds.modes.sample import count_rounds
+from pds.analytic.targets import check_known_distribution
+from pds.experiment.rounds import count_rounds
+from pds.quality import estimates, figures
+from pds.quality.estimates import Experiments, Method, floor_50k
+from pds.quality.report import nfe_to_target, number
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
 from pds.storage import outputs, replace
@@ -73,8 +74,8 @@ def settings_from_config(config) -> Settings:
         raise ConfigError('tune.alphas', alphas, 'at least two numbers in (1, 1e12)')
     if isinstance(t.refine, bool) or not isinstance(t.refine, int) or not 0 <= t.refine <= 100:
         raise ConfigError('tune.refine', t.refine, 'an integer in [0, 100]')
-    if t.estimate not in bench.ESTIMATES:
-        raise ConfigError('tune.estimate', t.estimate, ', '.join(bench.ESTIMATES))
+    if t.estimate not in estimates.ESTIMATES:
+        raise ConfigError('tune.estimate', t.estimate, ', '.join(estimates.ESTIMATES))
     return Settings(tuple(sorted(steps)), tuple(sorted(float(a) for a in alphas)),
                     int(t.refine), t.estimate, t.num_samples, t.batch_size)
 
@@ -82,7 +83,7 @@ def settings_from_config(config) -> Settings:
 def estimate_of(config, settings: Settings) -> str:
     cfg = copy.deepcopy(config)
     cfg.bench.estimate = settings.estimate
-    return bench.choose_estimate(cfg)
+    return estimates.choose_estimate(cfg)
 
 
 class Objective:
@@ -99,9 +100,9 @@ class Objective:
         if key not in self.rows:
             method = Method(alpha, self.form)
             if self.estimate == 'population':
-                row = bench.population_cell(self.config, self.experiments, method, n)
+                row = estimates.population_cell(self.config, self.experiments, method, n)
             else:
-                row = bench.sampled_cell(self.config, self.experiments, method, n,
+                row = estimates.sampled_cell(self.config, self.experiments, method, n,
                                          self.settings.num_samples, self.settings.batch_size)
             self.rows[key] = row
         return float(self.rows[key]['frechet_distance'])
@@ -174,7 +175,7 @@ def power_law_fit(table: list[dict]) -> dict | None:
 
 def run(config, workdir: str, overwrite: bool = False) -> dict:
     outputs.prepare_workdir(workdir)
-    bench.check_known_distribution(config, '--mode=tune')
+    check_known_distribution(config, '--mode=tune')
     if config.sampling.method != 'pc':
         raise ConfigError('sampling.method', config.sampling.method,
                           "'pc' for --mode=tune (PDS's alpha belongs to the predictor-corrector "
@@ -190,7 +191,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
 
     say = print if distributed.is_main() else (lambda *a, **k: None)
     objective = Objective(config, workdir, estimate, settings)
-    floor = expected_floor(bench.target_moments(objective.experiments.base)[1])
+    floor = floor_50k(objective.experiments.base)
     say(f'{estimate} estimate; expected FD of 50,000 exact samples: {floor:.4g}', flush=True)
     table = []
     for n in settings.steps:
@@ -209,7 +210,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
     if distributed.is_main():
         cells = [r for _, r in sorted(objective.rows.items(), key=_order)]
         with replace.replacing(workdir, list(paths.values()), overwrite, tag=None):
-            outputs.write_text(paths['tune.csv'], bench.to_csv(cells, floor))
+            outputs.write_text(paths['tune.csv'], estimates.to_csv(cells, floor))
             outputs.write_text(paths['tune.md'], to_markdown(report))
             plot(paths['tune.png'], report, cells, config)
             outputs.write_json(paths['alpha.json'], report)  # last: the table the sampler reads
@@ -228,13 +229,9 @@ def sampler_settings(config) -> dict:
             'image_size': config.data.image_size}
 
 
-def _fmt(v: float) -> str:
-    return f'{v:.1f}' if abs(v) >= 100 else f'{v:.3g}'
-
-
 def to_markdown(report: dict) -> str:
     sampled = report['estimate'] == 'sampled'
-    pm = (lambda v, se: f'{_fmt(v)} +- {_fmt(se)}') if sampled else (lambda v, se: _fmt(v))
+    pm = (lambda v, se: f'{number(v)} +- {number(se)}') if sampled else (lambda v, se: number(v))
     lines = [f"alpha* per iteration count ({report['estimate']} Frechet distance; expected FD "
              f"of 50,000 exact samples {report['floor_50k']:.3g}). Gain: baseline FD / tuned "
              'FD.', '',
@@ -248,7 +245,7 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {r['iterations']} | {r['nfe']} | {alpha} | "
                      f"{pm(r['frechet_distance'], r['frechet_distance_se'])} | "
                      f"{pm(r['baseline_frechet_distance'], r['baseline_frechet_distance_se'])}"
-                     f" | {gain:.3g}x | {_fmt(fixed)} |")
+                     f" | {gain:.3g}x | {number(fixed)} |")
     fit = report['fit']
     lines.append('')
     if fit is None:
@@ -256,16 +253,18 @@ def to_markdown(report: dict) -> str:
     else:
         lines.append(f"Fit: alpha* = {fit['coefficient']:.3g} N^{fit['exponent']:.3f} "
                      f"(rms log residual {fit['rms_log_residual']:.3f}, {fit['points']} points).")
-    floor = report['floor_50k']
-    reach = [r['nfe'] for r in report['table'] if r['frechet_distance'] <= floor]
-    base = [r['nfe'] for r in report['table'] if r['baseline_frechet_distance'] <= floor]
-    lines.append(f"NFE to the 50k floor on this ladder: tuned {min(reach) if reach else '-'}, "
-                 f"baseline {min(base) if base else '-'}.")
+    curves = [{'method': name, 'nfe': r['nfe'], 'frechet_distance': r[key]}
+              for name, key in (('tuned', 'frechet_distance'),
+                                ('baseline', 'baseline_frechet_distance'))
+              for r in report['table']]
+    reach = nfe_to_target(curves, report['floor_50k'], 'method', margin_se=0.0)
+    lines.append(f"NFE to the 50k floor on this ladder: tuned {reach['tuned'] or '-'}, "
+                 f"baseline {reach['baseline'] or '-'}.")
     return '\n'.join(lines) + '\n'
 
 
 def plot(path: str, report: dict, cells: list[dict], config) -> None:
-    plt = plotting.pyplot()
+    plt = figures.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.4), dpi=110)
     ax = axes[0]
     cmap = plt.get_cmap('viridis')
@@ -312,5 +311,5 @@ def plot(path: str, report: dict, cells: list[dict], config) -> None:
     for a in axes:
         a.grid(True, which='both', alpha=0.3)
     fig.tight_layout()
-    plotting.save(fig, path)
+    figures.save(fig, path)
 

@@ -289,7 +289,7 @@ def test_cli_missing_weights_one_line(tmp_path):
 def test_low_rank_fid_matches_full(n, d, n_ref):
     """scoring.fid_to_reference's N x N route (N <= d) equals the d x d computation."""
     from evaluation import metrics
-    from pds.modes.features import fid_to_reference
+    from pds.quality.inception import fid_to_reference
 
     rng = np.random.default_rng(n + n_ref)
     feats = rng.normal(size=(n, d)) * rng.uniform(0.5, 2.0, d) + 1.0

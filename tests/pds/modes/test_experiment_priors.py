@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pds.analytic.gaussian_field import GaussianField
-from pds.modes.experiment import experiment_from_config
+from pds.experiment.assemble import experiment_from_config
 from pds.modes.stats import power_spectrum
 from pds.runtime.errors import ConfigError
 from tests.pds.training.tiny_train_config import get_config

@@ -8,9 +8,9 @@ import pytest
 
 from configs.analytic import field_16
 from pds.analytic.moments import population_moments
+from pds.experiment.assemble import apply_tuned_alpha, experiment_from_config
 from pds.method import tuned_alpha
 from pds.modes import tune
-from pds.modes.experiment import apply_tuned_alpha, experiment_from_config
 from pds.runtime.errors import ConfigError
 
 

@@ -13,9 +13,9 @@ import pytest
 from configs.analytic import field_16
 from pds.analytic.fd import FourierMoments, expected_floor
 from pds.analytic.moments import population_moments
+from pds.experiment.assemble import experiment_from_config
+from pds.experiment.rounds import sample_rounds
 from pds.method.sde import VESDE, VPSDE, subVPSDE
-from pds.modes.experiment import experiment_from_config
-from pds.modes.sample import sample_rounds
 from pds.runtime.errors import ConfigError
 from pds.sampling.grid import noise_level_grid, sigma_of_t
 from pds.sampling.solver import solver_from_config

@@ -115,7 +115,7 @@ def test_preconditioned_langevin_keeps_the_field_stationary(precondition):
 @functools.cache
 def ffhq256_experiments():
     """The bench's experiments of configs/analytic/ffhq_256.py (the PDS mask built once)."""
-    from pds.modes.bench import Experiments
+    from pds.quality.estimates import Experiments
 
     return Experiments(ffhq_256.get_config())
 
@@ -124,7 +124,7 @@ def ffhq256_experiments():
 def ffhq256_moments(steps: int, precondition: str, form: str = 'reference'):
     """Population moments of configs/analytic/ffhq_256.py (PDS alpha 5) at ``steps``."""
     from pds.analytic.moments import population_moments
-    from pds.modes.bench import Method
+    from pds.quality.estimates import Method
 
     alpha = float(ffhq_256.get_config().sampling.pds.alpha)
     method = Method(None) if precondition == 'none' else Method(alpha, form)
