@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from tests.paths import ROOT
+from tests.helpers.paths import ROOT
 
 PDS_ORDER = ('runtime', 'storage', 'method', 'sampling', 'analytic', 'data', 'training',
              'experiment', 'quality', 'modes')
@@ -85,7 +85,7 @@ def test_every_pds_module_lives_in_a_subpackage_with_a_docstring():
 def test_the_rule_catches_a_violation():
     assert not allowed('models.ncsnpp', 'pds.method.sde.VESDE')
     assert not allowed('pds.method.sde', 'pds.sampling.grid.TimeGrid')
-    assert not allowed('pds.sampling.sampler', 'tests.paths.ROOT')
+    assert not allowed('pds.sampling.sampler', 'tests.helpers.paths.ROOT')
     assert allowed('pds.modes.sample', 'pds.sampling.sampler.build_sampler')
 
 

@@ -8,7 +8,7 @@ from pds.analytic.gaussian_field import GaussianField
 from pds.experiment.assemble import experiment_from_config
 from pds.modes.stats import power_spectrum
 from pds.runtime.errors import ConfigError
-from tests.pds.training.tiny_train_config import get_config
+from tests.helpers.tiny_train_config import get_config
 
 
 def network_config(tmp_path, prior, centered=False, **arrays):

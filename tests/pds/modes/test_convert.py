@@ -33,7 +33,7 @@ from pds.method import masks
 from pds.modes import convert as convert_mode
 from pds.runtime.errors import ConfigError
 from pds.storage import sampling_checkpoints
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 CONFIG_FILES = {'ve': 've/cifar10_ncsnpp_continuous', 'vp': 'vp/cifar10_ddpmpp_continuous'}
 REDUCED = {'model.nf': 16, 'model.ch_mult': (1, 2), 'model.num_res_blocks': 1,

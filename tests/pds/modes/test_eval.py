@@ -27,7 +27,7 @@ from evaluation.inception_weights import save_params
 from pds.modes import eval as eval_mode
 from pds.modes import fid as fid_mode
 from pds.runtime.errors import ConfigError
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 NUM, BATCH = 4, 2
 SETTINGS = {  # shared by the in-process configs and the command line of the killed run
@@ -37,9 +37,8 @@ SETTINGS = {  # shared by the in-process configs and the command line of the kil
 }
 
 # Runs main.py, but blocks for good right after round_0.npz is written: the test kills it.
-KILLED_CHILD = f"""
+KILLED_CHILD = """
 import os, sys, time
-sys.path.insert(0, {ROOT!r})
 from pds.storage import outputs
 _write = outputs.write_npz
 def write_npz(path, **arrays):
@@ -330,7 +329,7 @@ def test_checkpoints_share_one_compiled_sampler(files, tmp_path):
 
     from models.registry import init_variables
     from pds.storage.sampling_checkpoints import save_variables
-    from tests.pds.training.train_driver import small_config
+    from tests.helpers.train_driver import small_config
 
     def config_for(begin):
         config = small_config()

@@ -28,7 +28,7 @@ from configs.analytic import cifar10
 from pds.modes import convert as convert_mode
 from pds.modes import stats as stats_mode
 from pds.storage import sampling_checkpoints
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 from tests.pds.modes.test_convert import (
     SOURCE_STEP,
     cli_flags,

@@ -154,7 +154,7 @@ def test_bad_grid_rho_and_prior(field, value, allowed):
 
 
 def test_mean_prior_needs_a_known_data_mean():
-    from tests.pds.training.tiny_train_config import get_config
+    from tests.helpers.tiny_train_config import get_config
 
     config = get_config()
     config.data.dataset = 'npz'

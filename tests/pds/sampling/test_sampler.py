@@ -23,13 +23,13 @@ from pds.sampling.correctors import annealed_langevin
 from pds.sampling.grid import time_grid
 from pds.sampling.pc import PredictorCorrector
 from pds.sampling.sampler import build_sampler
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 
 @pytest.mark.slow
 def test_identical_on_1_and_4_devices():
     env = jax_env(4, default_codegen=True)
-    script = os.path.join(ROOT, 'tests', 'pds', 'sampling', 'device_invariance_check.py')
+    script = os.path.join(ROOT, 'tests', 'helpers', 'device_invariance_check.py')
     res = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0 and 'identical' in res.stdout, res.stdout + res.stderr[-3000:]
