@@ -184,3 +184,19 @@ def test_the_rules_catch_a_mode_import_and_a_cycle():
     assert mode_imported('pds.modes.run_mode') is None
     assert cycles({'a': {'b'}, 'b': {'c'}, 'c': {'a'}, 'd': {'a'}}) == [['a', 'b', 'c']]
     assert cycles({'a': {'b'}, 'b': set()}) == []
+
+
+def test_tests_import_through_packages_not_sys_path():
+    """pytest puts the checkout on the path (pyproject.toml: pythonpath ['.'], importlib
+    mode) and ``tests.helpers.paths.jax_env`` sets PYTHONPATH for subprocesses: no test edits
+    ``sys.path``, and the helpers live in the package ``tests.helpers``."""
+    bad = []
+    for path in sources('tests'):
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        bad += [f'{os.path.relpath(path, ROOT)}:{node.lineno}' for node in ast.walk(tree)
+                if isinstance(node, ast.Attribute) and node.attr == 'path'
+                and isinstance(node.value, ast.Name) and node.value.id == 'sys']
+    assert not bad, 'sys.path used at ' + ', '.join(bad)
+    for package in ('tests', os.path.join('tests', 'helpers')):
+        assert os.path.isfile(os.path.join(ROOT, package, '__init__.py')), package

@@ -50,7 +50,7 @@ def test_sampling_2x2_processes_equals_1x4(tmp_path):
 
 
 def test_eval_report_complete_with_2_processes(tmp_path):
-    from tests.pds.modes.test_eval import random_weights
+    from tests.helpers.inception_files import random_weights
 
     weights = tmp_path / 'inception.npz'
     random_weights(weights)
@@ -146,7 +146,7 @@ def test_a_killed_process_stops_the_job(tmp_path, victim):
 
 
 def test_stats_2x2_processes_equals_1_process(tmp_path):
-    from tests.pds.modes.test_eval import random_weights
+    from tests.helpers.inception_files import random_weights
 
     weights = tmp_path / 'inception.npz'
     random_weights(weights)
