@@ -1,5 +1,5 @@
 """The mean and Gaussian priors of a network's data, from a ``--mode=stats`` spectrum.npz
-(``sampling.prior_stats``; pds/modes/experiment.py)."""
+(``sampling.prior_stats``; pds/experiment/assemble.py)."""
 
 import numpy as np
 import pytest
