@@ -8,7 +8,6 @@ same command on every process with ``--distributed`` (see ``pds/runtime/distribu
 docs/usage.md, "Multi-host runs").
 """
 
-import importlib
 import os
 import traceback
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from pds.modes import MODES, run_mode
 from pds.runtime import progress, python_gc
 
 if TYPE_CHECKING:
@@ -25,16 +25,6 @@ if TYPE_CHECKING:
 # bad flag or config field fails in a fraction of a second (0.1 s against 0.7 s with them
 # imported first).
 
-MODES = {
-    'sample': 'pds.modes.sample',
-    'bench': 'pds.modes.bench',
-    'convert': 'pds.modes.convert',
-    'train': 'pds.modes.train',
-    'stats': 'pds.modes.stats',
-    'eval': 'pds.modes.eval',
-    'fid': 'pds.modes.fid',
-    'tune': 'pds.modes.tune',
-}
 SOURCE_MODES = ('convert', 'fid', 'stats')  # modes whose run() takes ``source``
 TUNED_MODES = ('sample', 'eval')  # modes that read sampling.pds.tuned's alpha table
 ONE_PROCESS_MODES = ('convert', 'fid')  # host-side tools: run them without --distributed
@@ -112,7 +102,7 @@ def launch_from_flags() -> 'Launch':
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-    from pds.modes import config_checks
+    from pds.experiment import config_checks
     from pds.runtime.errors import ConfigError, RunError
 
     try:  # the config alone: every process of a job meets the same error, before joining
@@ -121,7 +111,7 @@ def main(argv):
         progress.fail(f'error: {err}', 2)
     import jax
 
-    from pds.modes.experiment import apply_tuned_alpha
+    from pds.experiment.assemble import apply_tuned_alpha
     from pds.runtime import distributed
 
     try:
@@ -132,12 +122,11 @@ def main(argv):
             raise ConfigError('--mode', FLAGS.mode, 'sample, bench, train, stats or eval in a '
                               'multi-process job (convert and fid are one-process tools: '
                               'drop --distributed)')
-        module = importlib.import_module(MODES[FLAGS.mode])
         extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
         config = FLAGS.config
         if FLAGS.mode in TUNED_MODES:  # reports then show the alpha the run used
             config = apply_tuned_alpha(config)
-        module.run(config, FLAGS.workdir, overwrite=FLAGS.overwrite, **extra)
+        run_mode(FLAGS.mode, config, FLAGS.workdir, overwrite=FLAGS.overwrite, **extra)
     except ConfigError as err:
         progress.close_bars()  # the message starts on a fresh line
         distributed.abort(f'error: {err}', 2, grace=30.0)

@@ -47,8 +47,8 @@ def cell_config(config, method: str, precondition: str, field: str, tol: float):
 
 
 def run_cell(cfg, samples: int, batch: int) -> dict:
-    from pds.modes.experiment import experiment_from_config
-    from pds.modes.sample import sample_rounds
+    from pds.experiment.assemble import experiment_from_config
+    from pds.experiment.rounds import sample_rounds
     from pds.sampling.solver import solver_from_config
 
     exp = experiment_from_config(cfg)

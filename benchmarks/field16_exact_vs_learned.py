@@ -5,7 +5,7 @@ Not run in CI. ``PYTHONPATH=. python benchmarks/field16_exact_vs_learned.py``
 ``benchmarks/train_gaussian_field.py`` in ``--learned-workdir``).
 
 1. The bench of ``configs/analytic/field_16.py``: the exact score under the sampler settings,
-   ladder and sample count of the trained-network bench (``pds.modes.bench``, the same code as
+   ladder and sample count of the trained-network bench (``--mode=bench``, the same code as
    ``--mode=bench``), next to the learned-score rows of
    ``benchmarks/results/train_gaussian_field_bench.csv``.
 2. A trace of one sampling run per (score, method) at ``--trace-iterations`` (20): the
@@ -48,8 +48,12 @@ from configs.analytic.field_16 import get_config as exact_config
 from configs.ve.gaussian_field_16_ncsnpp_small import get_config as learned_config
 from pds.analytic.fd import noise_floor
 from pds.analytic.gaussian_field import capped_score_builder, exact_score_fn, field_from_config
-from pds.modes import bench as bench_mode
-from pds.modes.experiment import image_shape, preconditioner_from_config, score_model_from_config
+from pds.experiment.assemble import (
+    image_shape,
+    preconditioner_from_config,
+    score_model_from_config,
+)
+from pds.modes import run_mode
 from pds.sampling.context import Context, per_example_norm
 from pds.sampling.grid import Interval, sampling_schedule
 from pds.sampling.noise import PRIOR_TAG, draw, example_keys
@@ -112,7 +116,7 @@ def bench_exact(workdir: str, smoke: bool = False) -> list[dict]:
     or 'pds' and the plug-in statistic (the learned rows were measured with it)."""
     config = exact_bench_config(smoke)
     config.bench.estimate = 'sampled'
-    rows = bench_mode.run(config, workdir, overwrite=True)
+    rows = run_mode('bench', config, workdir, overwrite=True)
     return [{'iterations': r['iterations'], 'method': 'none' if r['alpha'] is None else 'pds',
              'frechet_distance': r['frechet_distance_plugin']} for r in rows]
 

@@ -27,10 +27,10 @@ import numpy as np
 
 from benchmarks.smoke import add_smoke_flag, apply_smoke_size, tiny_network, write_json
 from configs.ve import ffhq_256_ncsnpp_continuous, ffhq_ncsnpp_continuous
+from pds.experiment.assemble import experiment_from_config
 from pds.method import masks
 from pds.method.pds_preconditioner import PDSPreconditioner, make_preconditioner
 from pds.method.precondition import Identity
-from pds.modes.experiment import experiment_from_config
 from pds.runtime.mesh import data_mesh, replicate
 from pds.sampling.sampler import build_sampler
 from pds.sampling.solver import solver_from_config

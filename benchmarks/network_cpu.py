@@ -22,8 +22,8 @@ import numpy as np
 from benchmarks.gpu_check import random_pds, timed
 from benchmarks.smoke import add_smoke_flag, apply_smoke_size, tiny_network, write_json
 from configs.ve import cifar10_ncsnpp_continuous, ffhq_256_ncsnpp_continuous
+from pds.experiment.assemble import experiment_from_config
 from pds.method.precondition import Identity
-from pds.modes.experiment import experiment_from_config
 from pds.runtime.mesh import data_mesh, replicate
 from pds.sampling.sampler import build_sampler
 from pds.sampling.solver import solver_from_config

@@ -75,7 +75,7 @@ def cell_config(config, method: str, steps: int, corrector: str, alpha: float | 
 
 def run(config, samples: int, batch: int, smoke: bool = False) -> dict:
     from pds.analytic.moments import population_moments
-    from pds.modes.bench import Experiments, sampled_fields
+    from pds.quality.estimates import Experiments, sampled_fields
 
     experiments = Experiments(config)
     rows = []

@@ -30,8 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.population_fd import load_config
-from benchmarks.smoke import add_smoke_flag, smoke_setup, write_report
+from benchmarks.smoke import add_smoke_flag, load_config, smoke_setup, write_report
 
 OUT = 'benchmarks/results/ode_samplers_ffhq256.json'
 # label -> (sampling.method, sampling.grid, prior, step counts[, sampling.edm overrides])
@@ -58,8 +57,8 @@ SAMPLERS = {
 def run(config, smoke: bool = False) -> dict:
     from pds.analytic.fd import expected_floor
     from pds.analytic.moments import population_moments
-    from pds.modes.bench import nfe_to_floor
-    from pds.modes.experiment import experiment_from_config
+    from pds.experiment.assemble import experiment_from_config
+    from pds.quality.report import nfe_to_target
 
     rows = []
     base = copy.deepcopy(config)
@@ -84,7 +83,7 @@ def run(config, smoke: bool = False) -> dict:
     h = config.data.image_size
     floor = expected_floor(experiment_from_config(base).field.spectrum(h, h))
     return {'image_size': h, 'floor_50k': floor, 'rows': rows,
-            'nfe_to_floor': nfe_to_floor(rows, floor), 'smoke': smoke}
+            'nfe_to_floor': nfe_to_target(rows, floor, 'method', margin_se=0.0), 'smoke': smoke}
 
 
 def markdown(result: dict) -> str:

@@ -17,36 +17,29 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.smoke import add_smoke_flag, smoke_setup, write_report
+from benchmarks.smoke import add_smoke_flag, load_config, smoke_setup, write_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_config(path: str):
-    spec = importlib.util.spec_from_file_location('bench_config', os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
 def run(config, alphas: list[float]) -> dict:
-    """The population rows of ``--mode=bench`` (``pds.modes.bench``) for ``alphas``."""
+    """The population rows of ``--mode=bench`` (``pds.quality.estimates``) for ``alphas``."""
     from pds.analytic.fd import expected_floor
-    from pds.modes import bench
+    from pds.quality import estimates
+    from pds.quality.report import nfe_to_target
 
     config = copy.deepcopy(config)
     config.bench.alphas = tuple(alphas)
-    experiments = bench.Experiments(config)
+    experiments = estimates.Experiments(config)
     rows = []
-    for method in bench.methods(config, 'population'):
+    for method in estimates.methods(config, 'population'):
         for n in config.bench.steps:
-            r = bench.population_cell(config, experiments, method, n)
+            r = estimates.population_cell(config, experiments, method, n)
             rows.append({'method': r['method'], 'alpha': r['alpha'],
                          'predictor_form': r['predictor_form'] or 'reference',
                          'iterations': n, 'nfe': r['nfe'],
@@ -58,7 +51,7 @@ def run(config, alphas: list[float]) -> dict:
     h = config.data.image_size
     floor = expected_floor(experiments.base.field.spectrum(h, h))
     return {'image_size': h, 'steps': list(config.bench.steps), 'floor_50k': floor,
-            'nfe_to_floor': bench.nfe_to_floor(rows, floor), 'rows': rows}
+            'nfe_to_floor': nfe_to_target(rows, floor, 'method', margin_se=0.0), 'rows': rows}
 
 
 def markdown(result: dict) -> str:

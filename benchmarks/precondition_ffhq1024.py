@@ -23,13 +23,13 @@ import numpy as np
 
 from benchmarks.smoke import add_smoke_flag, smoke_setup, write_json
 from configs.analytic import ffhq_1024
+from pds.experiment.assemble import experiment_from_config, image_shape, stats_images
 from pds.method.pds_preconditioner import (
     drift_complex,
     make_preconditioner,
     noise_complex,
     pds_gains,
 )
-from pds.modes.experiment import experiment_from_config, image_shape, stats_images
 from pds.runtime.mesh import data_mesh, replicate
 from pds.sampling.sampler import build_sampler
 from pds.sampling.solver import solver_from_config

@@ -91,8 +91,8 @@ class Ours:
         import numpy as np
 
         from benchmarks.gpu_check import random_pds
+        from pds.experiment.assemble import experiment_from_config
         from pds.method.precondition import Identity
-        from pds.modes.experiment import experiment_from_config
         from pds.runtime.mesh import data_mesh, replicate
         from pds.sampling.sampler import build_sampler
         from pds.sampling.solver import solver_from_config

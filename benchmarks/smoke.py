@@ -9,6 +9,7 @@ given by ``--out``. It takes seconds, measures nothing, and is what
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 
@@ -74,13 +75,20 @@ def write_report(path: str, result: dict, markdown: str) -> None:
     print(markdown)
 
 
+def load_config(path: str):
+    """``get_config()`` of the config file ``path`` (relative to the repository root)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location('bench_config', os.path.join(root, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
 def sampled_field_main(doc: str, out: str, run, markdown) -> None:
     """The command line of a benchmark that samples a field config: ``--config`` (the 16x16
     field), ``--samples``, ``--batch``, ``--out`` and ``--smoke`` (8 x 8, 16 samples); calls
     ``run(config, samples, batch, smoke) -> result`` and writes ``result`` with
     ``markdown(result)`` next to it."""
-    from benchmarks.population_fd import load_config
-
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument('--config', default='configs/analytic/field_16.py')
     p.add_argument('--samples', type=int, default=1024)

@@ -37,11 +37,11 @@ from configs.ve.gaussian_field_16_ncsnpp_small import get_config
 from models.registry import create_model
 from pds.analytic.fd import frechet_distance, noise_floor
 from pds.analytic.gaussian_field import exact_score_fn, field_from_config
+from pds.experiment.assemble import experiment_from_config
+from pds.experiment.rounds import Round, sample_rounds
 from pds.method.score import get_score_fn
 from pds.method.sde import sde_from_config
-from pds.modes import train as train_mode
-from pds.modes.experiment import experiment_from_config
-from pds.modes.sample import Round, sample_rounds
+from pds.modes import run_mode
 from pds.sampling.solver import solver_from_config
 from pds.storage.sampling_checkpoints import restore_variables, stored_steps
 from pds.storage.summaries import METRICS_FILE
@@ -122,7 +122,7 @@ def run(config, args) -> None:
     config.training.snapshot_freq = args.every
     config.training.snapshot_freq_for_preemption = args.every
     t0 = time.perf_counter()
-    last = train_mode.run(config, args.workdir, overwrite=True)
+    last = run_mode('train', config, args.workdir, overwrite=True)
     train_seconds = time.perf_counter() - t0
     print(f'trained {args.steps} steps in {train_seconds:.0f} s: {last}', flush=True)
 

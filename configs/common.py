@@ -125,7 +125,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     bench.spot_checks = ((20, 0.0), (40, 5.0))  # sampled (iterations, alpha; 0: baseline) cells
     bench.num_samples = 64  # per sampled cell
     bench.batch_size = 64
-    # Across samplers (pds/modes/sampler_bench.py): set bench.samplers to compare them at each
+    # Across samplers (pds/quality/samplers.py): set bench.samplers to compare them at each
     # NFE budget (fixed-step solvers) or tolerance (adaptive ones) in bench/samplers.*
     bench.samplers = ()  # e.g. ('pc', 'pc_pds', 'edm_heun', 'dpm_solver_2m', 'dopri5')
     bench.nfe = (20, 40, 66, 100, 200, 400, 1000)

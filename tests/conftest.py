@@ -6,17 +6,17 @@ compilation cache serves the session and every subprocess it starts (``.cache/ja
 in the checkout, ignored by git: a fresh clone starts cold), and programs compile with
 XLA:CPU's backend (LLVM) optimisation level 0, which halves the compile time of a ``main.py``
 run and cuts the fast target by a quarter. Subprocesses inherit both through
-``tests.paths.jax_env``. In this process level 0 comes from ``jax_disable_most_optimizations``,
-which is read at each compilation, so tests whose time goes into running compiled code (long
-Monte Carlo runs, exact moments at 256 x 256) carry ``@pytest.mark.optimized`` and compile
-with full optimisation. The suite (this process and, through ``tests.paths.jax_env``, its
-subprocesses) also compiles with XLA:CPU's legacy loop emitters, about a third faster to
-compile than the default fusion emitters. Neither setting changes what a computation means;
-tests that assert bit-identity compare runs compiled under the same settings, and those whose
-two programs are only equal in exact arithmetic (1 vs 4 devices, EDM churn 0 vs Heun) run
-with the default codegen, as a user's runs do: subprocesses through
-``jax_env(default_codegen=True)``, tests in this process through ``@pytest.mark.default_codegen``
-(the test runs in a child pytest).
+``tests.helpers.paths.jax_env``. In this process level 0 comes from
+``jax_disable_most_optimizations``, which is read at each compilation, so tests whose time goes
+into running compiled code (long Monte Carlo runs, exact moments at 256 x 256) carry
+``@pytest.mark.optimized`` and compile with full optimisation. The suite (this process and,
+through ``tests.helpers.paths.jax_env``, its subprocesses) also compiles with XLA:CPU's legacy
+loop emitters, about a third faster to compile than the default fusion emitters. Neither
+setting changes what a computation means; tests that assert bit-identity compare runs compiled
+under the same settings, and those whose two programs are only equal in exact arithmetic (1 vs
+4 devices, EDM churn 0 vs Heun) run with the default codegen, as a user's runs do: subprocesses
+through ``jax_env(default_codegen=True)``, tests in this process through
+``@pytest.mark.default_codegen`` (the test runs in a child pytest).
 """
 
 import os
@@ -26,7 +26,7 @@ import sys
 import pytest
 
 from pds.runtime.python_gc import relax_collector
-from tests.paths import CACHE_DIR, DEFAULT_CODEGEN, LEGACY_EMITTERS, ROOT
+from tests.helpers.paths import CACHE_DIR, DEFAULT_CODEGEN, LEGACY_EMITTERS, ROOT
 
 if os.environ.get(DEFAULT_CODEGEN) != '1':  # read when the CPU backend starts, not before
     os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {LEGACY_EMITTERS}'.strip()
@@ -45,7 +45,7 @@ relax_collector()  # as main.py does: tracing is a large part of this suite's ti
 
 def pytest_pyfunc_call(pyfuncitem):
     """A test marked ``default_codegen`` runs in a child pytest whose XLA:CPU uses its default
-    (fusion-emitter) codegen, as a user's does (tests/paths.py, LEGACY_EMITTERS)."""
+    (fusion-emitter) codegen, as a user's does (tests/helpers/paths.py, LEGACY_EMITTERS)."""
     if (pyfuncitem.get_closest_marker('default_codegen') is None
             or os.environ.get(DEFAULT_CODEGEN) == '1'):
         return None

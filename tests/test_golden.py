@@ -1,4 +1,5 @@
-"""The golden test: the outputs of a fixed set of runs (tests/golden/cases.py) must not change.
+"""The golden test: the outputs of a fixed set of runs (tests/helpers/golden_cases.py) must not
+change.
 
 On the platform that recorded them (same jax build, XLA flags, core count and vector
 extensions: ``fingerprint``) every array must be bit-identical. Elsewhere XLA may fuse and
@@ -14,7 +15,7 @@ import re
 import numpy as np
 import pytest
 
-from tests.golden.cases import groups, run_group
+from tests.helpers.golden_cases import groups, run_group
 
 pytestmark = pytest.mark.slow  # left out of `make test-fast`
 

@@ -11,7 +11,7 @@ import pytest
 from configs.analytic import cifar10
 from pds.modes import sample as sample_mode
 from pds.runtime.errors import ConfigError
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 
 def small_config(**overrides):

@@ -13,8 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from pds.modes.sample import load_samples
-from tests.multiprocess import ROOT, run_job, run_single, start_job, wait_all
+from pds.experiment.rounds import load_samples
+from tests.helpers.multiprocess import ROOT, run_job, run_single, start_job, wait_all
 
 pytestmark = pytest.mark.slow  # left out of `make test-fast`
 
@@ -50,7 +50,7 @@ def test_sampling_2x2_processes_equals_1x4(tmp_path):
 
 
 def test_eval_report_complete_with_2_processes(tmp_path):
-    from tests.pds.modes.test_eval import random_weights
+    from tests.helpers.inception_files import random_weights
 
     weights = tmp_path / 'inception.npz'
     random_weights(weights)
@@ -76,7 +76,7 @@ def test_eval_report_complete_with_2_processes(tmp_path):
 
 def _variables(workdir, step):
     from pds.storage.sampling_checkpoints import restore_variables
-    from tests.pds.training.tiny_train_config import get_config
+    from tests.helpers.tiny_train_config import get_config
 
     return jax.tree_util.tree_leaves(restore_variables(str(workdir / 'checkpoints'),
                                                        get_config(), step))
@@ -93,7 +93,7 @@ def test_training_2x2_processes_equals_1_process(tmp_path):
     only where the partitions agree, is benchmarks/cpu_layout_check.py's question, asked by
     its smoke test.) The job then resumes from its step-4 checkpoint to step 6 and must equal
     the 1 x 2 run that trained to step 6 without a stop."""
-    args = [f'--config={ROOT}/tests/pds/training/tiny_train_config.py', '--mode=train']
+    args = [f'--config={ROOT}/tests/helpers/tiny_train_config.py', '--mode=train']
     job = run_job([*args, f'--workdir={tmp_path / "job"}', '--config.sampling.steps=3',
                    '--config.training.snapshot_sampling=True'], processes=2, devices=2)
     assert all(r.returncode == 0 for r in job), '\n'.join(r.explain() for r in job)
@@ -146,7 +146,7 @@ def test_a_killed_process_stops_the_job(tmp_path, victim):
 
 
 def test_stats_2x2_processes_equals_1_process(tmp_path):
-    from tests.pds.modes.test_eval import random_weights
+    from tests.helpers.inception_files import random_weights
 
     weights = tmp_path / 'inception.npz'
     random_weights(weights)

@@ -43,7 +43,7 @@ import textwrap
 
 import pytest
 
-from tests.paths import ROOT
+from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.slow  # left out of `make test-fast`
 

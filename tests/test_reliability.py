@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 pytestmark = pytest.mark.slow  # main.py subprocesses (2-9 s each): left out of `make test-fast`
 
@@ -223,9 +223,9 @@ def test_diverging_training_stops_and_restores_the_overwritten_run(tmp_path):
 
 
 def test_network_without_checkpoint_needs_allow_random_init(tmp_path):
-    from pds.modes.network_model import network_score_model
+    from pds.experiment.network import network_score_model
     from pds.runtime.errors import ConfigError
-    from tests.pds.training.tiny_train_config import get_config
+    from tests.helpers.tiny_train_config import get_config
 
     config = get_config()
     with pytest.raises(ConfigError, match='allow_random_init') as err:
@@ -243,12 +243,12 @@ def test_all_nan_checkpoint_stops_the_sample_run(tmp_path):
 
     from models.registry import init_variables
     from pds.storage.sampling_checkpoints import save_variables
-    from tests.pds.training.tiny_train_config import get_config
+    from tests.helpers.tiny_train_config import get_config
 
     variables = init_variables(get_config(), jax.random.key(0))
     nan = jax.tree_util.tree_map(lambda a: np.full(np.shape(a), np.nan, np.float32), variables)
     save_variables(str(tmp_path / 'checkpoints'), nan, 7, metadata={'source': 'test'})
-    res = main_py(f'--config={os.path.join(ROOT, "tests/pds/training/tiny_train_config.py")}',
+    res = main_py(f'--config={os.path.join(ROOT, "tests/helpers/tiny_train_config.py")}',
                   f'--workdir={tmp_path}', '--config.eval.num_samples=2',
                   '--config.eval.batch_size=2', '--config.sampling.steps=2')
     assert res.returncode == 1, res.stderr[-3000:]

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.paths import DEFAULT_CODEGEN, LEGACY_EMITTERS, jax_env
+from tests.helpers.paths import DEFAULT_CODEGEN, LEGACY_EMITTERS, jax_env
 
 
 def test_the_suite_compiles_with_the_legacy_emitters():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
@@ -34,10 +35,21 @@ class GaussianField:
     variance: tuple[float, ...] = (0.04, 0.04, 0.04)
     k0: float = 1.0
     beta: float = 1.0
+    # every Fourier mode an independent Gaussian (pds.analytic.targets.ExactTarget)
+    gaussian_modes: ClassVar[bool] = True
 
     @property
     def num_channels(self) -> int:
         return len(self.mean)
+
+    def target_moments(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """(per-channel mean mu (C,), per-mode variance lambda (H, W, C)), float64, exact."""
+        return np.asarray(self.mean, np.float64), self.spectrum(h, w)
+
+    def prior_mean(self, h: int, w: int) -> np.ndarray:
+        """The mean image (H, W, C), float32: mu_c at every pixel."""
+        return np.broadcast_to(np.asarray(self.mean, np.float32),
+                               (h, w, self.num_channels)).copy()
 
     def spectrum(self, h: int, w: int) -> np.ndarray:
         """Eigenvalues lambda (H, W, C), float64, native FFT layout (DC at [0, 0])."""

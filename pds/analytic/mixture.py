@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +69,9 @@ class GaussianMixtureField:
 
     components: tuple[GaussianField, ...]
     weights: tuple[float, ...]
+    # the DC modes' channels are correlated and no mode is Gaussian
+    # (pds.analytic.targets.ExactTarget)
+    gaussian_modes: ClassVar[bool] = False
 
     def __post_init__(self):
         comps, weights = tuple(self.components), tuple(float(p) for p in self.weights)
@@ -189,6 +193,19 @@ class GaussianMixtureField:
         dc = np.diag(spec[0, 0]) + h * w * np.einsum('k,kc,kd->cd', pi, d, d)
         return {'mean': np.broadcast_to(m, (h, w, len(m))).copy(), 'spectrum': spec,
                 'dc_covariance': dc}
+
+    def target_moments(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """(per-channel mean (C,), per-mode variance (H, W, C)), float64: the exact moments
+        (:meth:`exact_moments`) with each DC mode's own channel variance (the DC block's
+        cross-channel covariance left out)."""
+        mom = self.exact_moments(h, w)
+        spectrum = mom['spectrum'].copy()
+        spectrum[0, 0] = np.diag(mom['dc_covariance'])
+        return mom['mean'][0, 0], spectrum
+
+    def prior_mean(self, h: int, w: int) -> np.ndarray:
+        """The mean image (H, W, C), float32: sum_k pi_k mu_k at every pixel."""
+        return self.exact_moments(h, w)['mean'].astype(np.float32)
 
     def frechet_distance(self, samples: np.ndarray, chunk: int = 16) -> float:
         """Frechet distance between the samples' moments and the mixture's exact moments

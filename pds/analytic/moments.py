@@ -73,6 +73,7 @@ from flax import struct
 
 from pds.analytic import fd
 from pds.analytic.gaussian_field import GaussianField, exact_score_fn
+from pds.analytic.targets import TARGETS, quoted, target_names
 from pds.method.pds_preconditioner import PDSPreconditioner
 from pds.method.precondition import Identity, Preconditioner
 from pds.method.sde import SDE
@@ -83,6 +84,11 @@ from pds.sampling.grid import TimeGrid
 from pds.sampling.pc import PredictorCorrector
 from pds.sampling.predictors import get_predictor
 from pds.sampling.solver import solver_from_config, solver_spec, solver_specs
+
+# the exact score of a target whose Fourier modes are independent Gaussians: affine in x
+EXACT_SCORE_NEEDED = (f'{quoted(target_names(gaussian_modes=True))} (population moments need '
+                      'the exact score of a target whose Fourier modes are independent '
+                      'Gaussians)')
 
 Array = jnp.ndarray
 
@@ -226,9 +232,9 @@ def band_ratios(var: np.ndarray, spectrum: np.ndarray) -> dict[str, float]:
 
 def check_config(config) -> None:
     """ConfigError (naming the field) unless the config is one this method covers."""
-    if config.model.name != 'gaussian_field':
-        raise ConfigError('model.name', config.model.name,
-                          "'gaussian_field' (population moments need the exact score)")
+    kind = TARGETS.get(config.model.name)
+    if kind is None or not kind.target_type.gaussian_modes:
+        raise ConfigError('model.name', config.model.name, EXACT_SCORE_NEEDED)
     if config.model.get('score_norm_cap', 0.0):
         raise ConfigError('model.score_norm_cap', config.model.score_norm_cap,
                           '0 for population moments (a capped score is not affine in x)')
@@ -261,8 +267,7 @@ def _check_steps(predictor: str, corrector: str) -> None:
 
 def _check_parts(field, precond, solver) -> None:
     if not isinstance(field, GaussianField):
-        raise ConfigError('model.name', type(field).__name__,
-                          "'gaussian_field' (population moments need the exact score)")
+        raise ConfigError('model.name', type(field).__name__, EXACT_SCORE_NEEDED)
     if not isinstance(solver, PredictorCorrector):
         raise ConfigError('sampling.method', type(solver).__name__,
                           "'pc' (population moments cover the predictor-corrector sampler)")
@@ -280,8 +285,8 @@ def _check_parts(field, precond, solver) -> None:
 
 def population_moments(config, exp) -> PopulationMoments:
     """The moments of the sampler ``config`` describes (an exact-score field config) for its
-    experiment ``exp`` = ``pds.modes.experiment.experiment_from_config(config)`` (built by
-    the caller: ``pds.analytic`` may not import ``pds.modes``; a bench passes each rung's
+    experiment ``exp`` = ``pds.experiment.assemble.experiment_from_config(config)`` (built by
+    the caller: ``pds.analytic`` may not import ``pds.experiment``; a bench passes each rung's
     experiment with its sde and grid replaced). ConfigError names the field the method does
     not cover."""
     check_config(config)
@@ -291,13 +296,12 @@ def population_moments(config, exp) -> PopulationMoments:
 
 def experiment_moments(exp, solver, layout: str = 'modes',
                        engine: str = 'propagated') -> PopulationMoments:
-    """The moments for an :class:`pds.modes.experiment.Experiment` (its sde, grid, field,
+    """The moments for an :class:`pds.experiment.assemble.Experiment` (its sde, grid, field,
     preconditioner and image shape) and a solver, by the solver's declared moments ``engine``
     (:data:`pds.sampling.declaration.MOMENTS_ENGINES`; 'propagated': the predictor-corrector
     recursion); the experiment's score must be the field's exact score."""
     if exp.field is None or exp.score_builder is not exact_score_fn:
-        raise ConfigError('model.name', 'a network score',
-                          "'gaussian_field' (population moments need the exact score)")
+        raise ConfigError('model.name', 'a network score', EXACT_SCORE_NEEDED)
     mean_prior = getattr(exp, 'prior_mean', None) is not None
     gaussian_prior = getattr(exp, 'prior_spectrum', None) is not None
     if engine not in ('affine', 'stepwise', 'propagated'):

@@ -9,9 +9,9 @@ Public API
   :func:`unscale` (x, centered) is the inverse scaler as a plain function.
 
 Sources (``config.data.dataset``)
-- 'gaussian_field': exact samples of ``pds.analytic.gaussian_field.field_from_config(config)``;
-  example i of a stream is a function of (seed, stream, i) only;
-- 'gaussian_mixture': the same for ``pds.analytic.mixture.mixture_from_config(config)``;
+- an exact target's name (:mod:`pds.analytic.targets`: 'gaussian_field', 'gaussian_mixture'):
+  exact samples of the config's field or mixture; example i of a stream is a function of
+  (seed, stream, i) only;
 - 'npz': ``data.path``, an ``.npz`` with key 'images' or 'arr_0' (or an ``.npy``), uint8 in
   [0, 255] or float in [0, 1], (N, H, W, C) or (N, H, W);
 - 'folder': ``data.path``, a folder of image files, any size (:class:`ImageFolder` says which
@@ -50,8 +50,8 @@ from pds.storage import readers
 
 TFDS_DATASETS = ('CIFAR10', 'SVHN', 'CELEBA', 'LSUN')
 PREPARED_DATASETS = ('FFHQ', 'CelebAHQ')
-DATASETS = ('gaussian_field', 'gaussian_mixture', 'npz', 'folder', *TFDS_DATASETS,
-            *PREPARED_DATASETS, 'tfds:<name>')
+# besides the exact targets' names (pds.analytic.targets) and 'tfds:<name>'
+DATASETS = ('npz', 'folder', *TFDS_DATASETS, *PREPARED_DATASETS)
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
 SPLITS = ('train', 'eval')
 
@@ -141,47 +141,28 @@ class ArraySource:
         raise NotImplementedError
 
 
-class GaussianFieldSource(ArraySource):
-    """Exact samples of the config's Gaussian field, mapped to [0, 1] space (the inverse of
-    the centering). Example i is ``field.sample(default_rng([seed, 2, stream, i]), 1, H, W)``."""
+class ExactTargetSource(ArraySource):
+    """Exact samples of the exact target ``data.dataset`` names (:mod:`pds.analytic.targets`:
+    the config's Gaussian field or mixture), mapped to [0, 1] space (the inverse of the
+    centering). Example i is ``target.sample(default_rng([seed, 2, stream, i]), 1, H, W)``."""
 
     def __init__(self, config, seed: int, stream: int):
-        from pds.analytic.gaussian_field import field_from_config
+        from pds.analytic.targets import data_target
 
-        field = field_from_config(config)
-        self._setup(field, config, seed, stream, 'model.field_mean', tuple(field.mean))
-
-    def _setup(self, field, config, seed: int, stream: int, mean_field: str, means) -> None:
-        """Keep the distribution and the draw settings; ConfigError (naming ``mean_field``)
-        unless it has one mean per data channel."""
-        self.field = field
+        self.target = data_target(config)  # one mean per data channel, else a ConfigError
         self.centered = bool(config.data.centered)
         self.size = int(config.data.image_size)
         self.seed, self.stream = int(seed), int(stream)
-        if field.num_channels != int(config.data.num_channels):
-            raise ConfigError(mean_field, means, f'one mean per channel (data.num_channels='
-                              f'{config.data.num_channels})')
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
         h = w = self.size
         if not len(indices):
-            return np.zeros((0, h, w, self.field.num_channels), np.float32)
+            return np.zeros((0, h, w, self.target.num_channels), np.float32)
         x = np.concatenate([
-            self.field.sample(np.random.default_rng([self.seed, _TAG_FIELD, self.stream, int(i)]),
-                              1, h, w) for i in indices])
+            self.target.sample(np.random.default_rng([self.seed, _TAG_FIELD, self.stream, int(i)]),
+                               1, h, w) for i in indices])
         x = unscale(x, self.centered)
         return x.astype(np.float32)
-
-
-class GaussianMixtureSource(GaussianFieldSource):
-    """Exact samples of the config's Gaussian-field mixture (pds/analytic/mixture.py) in
-    [0, 1] space; example i is ``mixture.sample(default_rng([seed, 2, stream, i]), 1, H, W)``."""
-
-    def __init__(self, config, seed: int, stream: int):
-        from pds.analytic.mixture import mixture_from_config
-
-        self._setup(mixture_from_config(config), config, seed, stream, 'model.mixture_means',
-                    config.model.mixture_means)
 
 
 def _to_unit_float(arr: np.ndarray, field: str, value) -> np.ndarray:
@@ -331,12 +312,19 @@ def resolve_split(split: str) -> str:
     return 'train' if split == 'train' else 'eval'
 
 
+def exact_targets() -> tuple[str, ...]:
+    """The datasets drawn from an exact target (:mod:`pds.analytic.targets`)."""
+    from pds.analytic.targets import target_names
+
+    return target_names()
+
+
 def dataset_name(config) -> str:
     name = config.data.dataset
-    known = ('gaussian_field', 'gaussian_mixture', 'npz', 'folder', *TFDS_DATASETS,
-             *PREPARED_DATASETS)
+    known = (*exact_targets(), *DATASETS)
     if not isinstance(name, str) or not (name in known or name.startswith('tfds:')):
-        raise ConfigError('data.dataset', name, 'allowed: ' + ', '.join(map(repr, DATASETS)))
+        raise ConfigError('data.dataset', name,
+                          'allowed: ' + ', '.join(map(repr, (*known, 'tfds:<name>'))))
     return name
 
 
@@ -346,10 +334,8 @@ def array_source(config, split: str, seed: int, path: str | None = None) -> Arra
     name = dataset_name(config)
     size, channels = int(config.data.image_size), int(config.data.num_channels)
     path = config.data.get('path', '') if path is None else path
-    if name == 'gaussian_field':
-        return GaussianFieldSource(config, seed, _SPLIT_TAG[resolve_split(split)])
-    if name == 'gaussian_mixture':
-        return GaussianMixtureSource(config, seed, _SPLIT_TAG[resolve_split(split)])
+    if name in exact_targets():
+        return ExactTargetSource(config, seed, _SPLIT_TAG[resolve_split(split)])
     if name in PREPARED_DATASETS and config.data.get('tfrecords_path', '') and not path:
         return None
     if name in ('npz', 'folder', *PREPARED_DATASETS):
@@ -460,8 +446,9 @@ def get_batches(config, split: str = 'train', batch_size: int | None = None,
                                 process_index, process_count)
     from pds.data import tf_sources
 
-    return tf_sources.stream_batches(config, split, batch_size, start_batch, seed, train,
-                                  repeat, process_index, process_count)
+    stream = tf_sources.stream_batches(config, split, batch_size, start_batch, seed, train,
+                                       repeat, process_index, process_count)
+    return (augment(images, pos, config, seed, train) for images, pos in stream)
 
 
 def load_images(config, n: int, split: str = 'train', path: str | None = None) -> np.ndarray:

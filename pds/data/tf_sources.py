@@ -157,11 +157,10 @@ def _image_dataset(config, split: str, process_index: int, process_count: int
 
 def stream_batches(config, split: str, batch_size: int, start_batch: int, seed: int,
                    train: bool, repeat: bool, process_index: int, process_count: int
-                   ) -> Iterator[np.ndarray]:
-    """This process's batches (B / P, H, W, C) in data space; see
-    :func:`pds.data.pipelines.get_batches`."""
-    from pds.data.pipelines import augment
-
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """This process's batches as (images (B / P, H, W, C) in [0, 1], their global stream
+    positions (B / P,)), before augmentation and scaling (``pds.data.pipelines.augment``,
+    applied by :func:`pds.data.pipelines.get_batches`)."""
     tf, ds = _image_dataset(config, split, process_index, process_count)
     local = batch_size // process_count
     if train:  # shuffle within each epoch (reshuffled every epoch), then repeat
@@ -176,7 +175,7 @@ def stream_batches(config, split: str, batch_size: int, start_batch: int, seed: 
         b = start_batch
         for images in ds.as_numpy_iterator():
             pos = b * batch_size + process_index * local + np.arange(len(images))
-            yield augment(images, pos, config, seed, train)
+            yield images, pos
             b += 1
 
     return gen()

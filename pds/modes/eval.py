@@ -2,13 +2,14 @@
 
 Which models: for a network, every stored step s of ``<workdir>/checkpoints`` with
 ``eval.begin_ckpt <= s <= eval.end_ckpt`` (``end_ckpt = -1``: no upper bound;
-``begin_ckpt = -1``: the newest step only); an exact-score model (``gaussian_field``) has one
-evaluation named ``exact``. ``<ckpt>`` below is the step or ``exact``.
+``begin_ckpt = -1``: the newest step only); an exact-score model (an exact target of
+:mod:`pds.analytic.targets`, such as ``gaussian_field``) has one evaluation named ``exact``.
+``<ckpt>`` below is the step or ``exact``.
 
 Rounds: ``eval.num_samples`` must be a multiple of ``eval.batch_size`` (whole rounds; else a
 ConfigError), and ``eval.batch_size`` a multiple of the device count. Round k draws the
-examples with global indices [k B, (k + 1) B) (``pds.modes.sample.sample_rounds``), so it depends
-only on the settings, the seed and k. Outputs, each written atomically (temporary name, then
+examples with global indices [k B, (k + 1) B) (``pds.experiment.rounds.sample_rounds``), so it
+depends only on the settings, the seed and k. Outputs, each written atomically (temporary name, then
 rename; a file is whole or absent)::
 
     <workdir>/eval/<ckpt>/round_<k>.npz   samples (B, H, W, C) uint8, pool_3 (B, 2048) and
@@ -52,9 +53,9 @@ import numpy as np
 from absl import logging
 
 from evaluation.inception import RESIZE_POLICY
-from pds.modes import features
-from pds.modes.experiment import Experiment, experiment_from_config
-from pds.modes.sample import (
+from pds.analytic.targets import has_exact_score
+from pds.experiment.assemble import Experiment, experiment_from_config
+from pds.experiment.rounds import (
     CompiledSampler,
     Round,
     compile_sampler,
@@ -62,6 +63,7 @@ from pds.modes.sample import (
     sample_rounds,
     sampler_summary,
 )
+from pds.quality import inception
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
 from pds.runtime.mesh import check_batch, data_mesh
@@ -83,7 +85,7 @@ class EvalContext:
     solver: Solver
     params: dict
     weights_digest: str
-    ref: features.Reference | None
+    ref: inception.Reference | None
     num_samples: int
     batch_size: int
     compiled: CompiledSampler | None = None  # one compiled sampler serves every checkpoint
@@ -108,7 +110,7 @@ def check_rounds(num_samples, batch_size) -> tuple[int, int]:
 
 def checkpoint_names(config, workdir: str) -> list[str]:
     """'exact' for exact-score models, else the selected stored steps (see module doc)."""
-    if config.model.name == 'gaussian_field':
+    if has_exact_score(config):
         return [EXACT]
     from pds.storage.sampling_checkpoints import stored_steps
 
@@ -217,7 +219,7 @@ def _sample_missing(ctx: EvalContext, name: str, round_dir: str, todo: list[int]
     def on_round(r: Round) -> None:
         t0 = time.perf_counter()
         images = to_uint8(r.rows, ctx.config.data.centered)
-        feats = features.image_features(ctx.params, images, batch)
+        feats = inception.image_features(ctx.params, images, batch)
         outputs.write_npz(round_path(round_dir, r.k), samples=images, pool_3=feats['pool_3'],
                           logits=feats['logits'], index=r.index, round=np.int64(r.k),
                           nfe=r.nfe,
@@ -307,7 +309,7 @@ def _evaluate_checkpoint(ctx: EvalContext, name: str) -> dict:
                         'note': 'this invocation only' + (
                             f'; {len(done)} rounds were sampled by an earlier run'
                             if done else '')}
-    outputs.write_npz(report_npz, **features.stats_arrays(pool3))
+    outputs.write_npz(report_npz, **inception.stats_arrays(pool3))
     outputs.write_json(report_json, report)
     return report
 
@@ -349,7 +351,7 @@ def _report(ctx: EvalContext, name: str, pool3: np.ndarray, logits: np.ndarray,
         'inception_weights': {'path': config.eval.inception_weights,
                               'sha256': ctx.weights_digest},
     }
-    report.update(features.score(pool3, logits, ctx.ref, config))
+    report.update(inception.score(pool3, logits, ctx.ref, config))
     return report
 
 
@@ -360,10 +362,10 @@ def run(config, workdir: str, overwrite: bool = False) -> dict[str, dict]:
     replace.check_not_interrupted(workdir)
     num, batch = check_rounds(config.eval.num_samples, config.eval.batch_size)
     check_batch('eval.batch_size', batch, data_mesh())
-    features.check_eval_fields(config)
+    inception.check_eval_fields(config)
     names = checkpoint_names(config, workdir)
-    ref = features.load_reference(config.eval.ref_stats)  # the cheaper check first
-    params, digest = features.inception_params(config)
+    ref = inception.load_reference(config.eval.ref_stats)  # the cheaper check first
+    params, digest = inception.inception_params(config)
     exp = experiment_from_config(config, workdir)
     solver = solver_from_config(config, exp.sde)
     ctx = EvalContext(config, workdir, exp, solver, params, digest, ref, num, batch)

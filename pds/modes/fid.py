@@ -14,7 +14,7 @@
 Images go through the same FID Inception and resize as ``--mode=eval``
 (``evaluation.inception.RESIZE_POLICY``), ``eval.inception_batch_size`` at a time, so the
 numbers agree with an eval report of the same images. Writes ``<workdir>/fid_report.json``:
-FID, IS and KID (see ``pds.modes.features``), the image count and shape, the source and the
+FID, IS and KID (see ``pds.quality.inception``), the image count and shape, the source and the
 weights' SHA-256. Errors (one line, exit code 2): missing or unreadable source, a folder
 without images, images of different sizes or channel counts, reference statistics of another
 dimension.
@@ -30,7 +30,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from pds.data.pipelines import ImageFolder
-from pds.modes import features
+from pds.quality import inception
 from pds.runtime.errors import ConfigError
 from pds.storage import outputs, readers, replace
 
@@ -109,7 +109,7 @@ def source_features(params: dict, src: ImageSource,
     """(pool_3 (N, 2048), logits (N, 1008)) of every image of ``src``, in order."""
     pool3, logits = [], []
     for block in src.chunks(batch):
-        feats = features.image_features(params, block, batch)
+        feats = inception.image_features(params, block, batch)
         pool3.append(feats['pool_3'])
         logits.append(feats['logits'])
     return np.concatenate(pool3), np.concatenate(logits)
@@ -122,19 +122,19 @@ def run(config, workdir: str, overwrite: bool = False, source: str | None = None
     report_path = os.path.join(workdir, 'fid_report.json')
     replace.check_not_interrupted(workdir)
     replace.claim([report_path], overwrite)  # written once, whole, at the end
-    features.check_eval_fields(config)
+    inception.check_eval_fields(config)
     src = open_source(source)
     if not config.eval.ref_stats:
         raise ConfigError('eval.ref_stats', config.eval.ref_stats,
                           'a reference statistics .npz to score against (--mode=stats '
                           'writes one)')
-    ref = features.load_reference(config.eval.ref_stats)  # the cheaper check first
-    params, digest = features.inception_params(config)
+    ref = inception.load_reference(config.eval.ref_stats)  # the cheaper check first
+    params, digest = inception.inception_params(config)
     pool3, logits = source_features(params, src, int(config.eval.inception_batch_size))
     report = {'source': os.path.abspath(src.path), 'source_kind': src.kind,
               'image_shape': list(src.shape),
               'inception_weights': {'path': config.eval.inception_weights, 'sha256': digest}}
-    report.update(features.score(pool3, logits, ref, config))
+    report.update(inception.score(pool3, logits, ref, config))
     report['wall_seconds'] = round(time.perf_counter() - t0, 3)
     outputs.write_json(report_path, report)
     return report

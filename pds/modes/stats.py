@@ -71,7 +71,7 @@ def fid_reference(config, images: np.ndarray) -> tuple[dict | None, str]:
     try:
         from evaluation import metrics
         from evaluation.inception import RESIZE_POLICY
-        from pds.modes import features
+        from pds.quality import inception
     except ImportError as err:
         return None, f'FID statistics skipped: evaluation code unavailable ({err})'
     if not weights or not os.path.isfile(weights):
@@ -81,11 +81,11 @@ def fid_reference(config, images: np.ndarray) -> tuple[dict | None, str]:
         return None, f'FID statistics skipped: {images.shape[-1]}-channel images'
     if len(images) < 2:
         return None, 'FID statistics skipped: fewer than 2 images'
-    params, _ = features.inception_params(config)
+    params, _ = inception.inception_params(config)
     mine = images[distributed.share(len(images))]  # each process scores its share
     uint8 = np.clip(np.round(mine * 255.0), 0, 255).astype(np.uint8)
     batch = int(config.eval.get('inception_batch_size', 50))
-    feats = distributed.gather_rows(features.image_features(params, uint8, batch)['pool_3'])
+    feats = distributed.gather_rows(inception.image_features(params, uint8, batch)['pool_3'])
     st = metrics.stats_from_features(feats, resize=RESIZE_POLICY)
     return ({'mu': st.mu, 'sigma': st.sigma, 'num_images': np.int64(st.num_images),
              'resize': np.array(st.resize), 'features': feats.astype(np.float32)},

@@ -123,8 +123,8 @@ class SnapshotSampler:
     """Samples of the EMA parameters at snapshots (the config's sampler, PDS if set)."""
 
     def __init__(self, config, model, mesh):
+        from pds.experiment.assemble import image_shape, preconditioner_from_config
         from pds.method.score import get_score_fn
-        from pds.modes.experiment import image_shape, preconditioner_from_config
         from pds.sampling.grid import sampling_schedule
         from pds.sampling.sampler import build_sampler
         from pds.sampling.solver import solver_from_config

@@ -1,6 +1,6 @@
 """``--mode=tune``: PDS's alpha chosen per iteration count.
 
-The objective is the bench's quality estimate (:mod:`pds.modes.bench`) of the configured
+The objective is the bench's quality estimate (:mod:`pds.quality.estimates`) of the configured
 sampler (``sampling.*``: predictor, corrector, snr, PDS masks and predictor form) with PDS at
 alpha: the population Frechet distance by exact moments where they apply (an exact field's
 score, a Fourier-diagonal preconditioner; seconds per cell), else the sampled unbiased FD of
@@ -31,32 +31,21 @@ baseline, the config's fixed alpha and the tuned alpha, with the 50k-sample floo
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
 import os
 
 import numpy as np
 
-from pds.analytic.fd import expected_floor
-from pds.modes import bench, plotting
-from pds.modes.bench import Experiments, Method
-from pds.modes.sample import count_rounds
+from pds.analytic.targets import check_known_distribution
+from pds.experiment.rounds import count_rounds
+from pds.quality import estimates, figures
+from pds.quality.alpha_search import Objective, Settings, order, power_law_fit, tune_one
+from pds.quality.estimates import floor_50k
+from pds.quality.report import nfe_to_target, number
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
 from pds.storage import outputs, replace
 
 FILES = ('alpha.json', 'tune.csv', 'tune.md', 'tune.png')
-GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # 0.618...
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    steps: tuple[int, ...]
-    alphas: tuple[float, ...]
-    refine: int
-    estimate: str
-    num_samples: int
-    batch_size: int
 
 
 def settings_from_config(config) -> Settings:
@@ -73,8 +62,8 @@ def settings_from_config(config) -> Settings:
         raise ConfigError('tune.alphas', alphas, 'at least two numbers in (1, 1e12)')
     if isinstance(t.refine, bool) or not isinstance(t.refine, int) or not 0 <= t.refine <= 100:
         raise ConfigError('tune.refine', t.refine, 'an integer in [0, 100]')
-    if t.estimate not in bench.ESTIMATES:
-        raise ConfigError('tune.estimate', t.estimate, ', '.join(bench.ESTIMATES))
+    if t.estimate not in estimates.ESTIMATES:
+        raise ConfigError('tune.estimate', t.estimate, ', '.join(estimates.ESTIMATES))
     return Settings(tuple(sorted(steps)), tuple(sorted(float(a) for a in alphas)),
                     int(t.refine), t.estimate, t.num_samples, t.batch_size)
 
@@ -82,99 +71,12 @@ def settings_from_config(config) -> Settings:
 def estimate_of(config, settings: Settings) -> str:
     cfg = copy.deepcopy(config)
     cfg.bench.estimate = settings.estimate
-    return bench.choose_estimate(cfg)
-
-
-class Objective:
-    """FD of (N, alpha) cells, each computed once (alpha None: the baseline)."""
-
-    def __init__(self, config, workdir: str, estimate: str, settings: Settings):
-        self.config, self.estimate, self.settings = config, estimate, settings
-        self.form = config.sampling.pds.get('predictor_form', 'reference')
-        self.experiments = Experiments(config, workdir)
-        self.rows: dict[tuple[int, float | None], dict] = {}
-
-    def __call__(self, n: int, alpha: float | None) -> float:
-        key = (n, alpha)
-        if key not in self.rows:
-            method = Method(alpha, self.form)
-            if self.estimate == 'population':
-                row = bench.population_cell(self.config, self.experiments, method, n)
-            else:
-                row = bench.sampled_cell(self.config, self.experiments, method, n,
-                                         self.settings.num_samples, self.settings.batch_size)
-            self.rows[key] = row
-        return float(self.rows[key]['frechet_distance'])
-
-    def cells(self, n: int) -> list[dict]:
-        return [r for (m, _), r in sorted(self.rows.items(), key=_order) if m == n]
-
-
-def _order(item) -> tuple[int, float]:
-    (n, alpha), _ = item
-    return n, -1.0 if alpha is None else alpha
-
-
-def golden_section(f, lo: float, hi: float, evaluations: int) -> None:
-    """Minimise f over log alpha in [lo, hi] with ``evaluations`` calls (f records them)."""
-    a, b = math.log(lo), math.log(hi)
-    c, d = b - GOLDEN * (b - a), a + GOLDEN * (b - a)
-    fc, fd = f(math.exp(c)), f(math.exp(d))
-    for _ in range(max(0, evaluations - 2)):
-        if fc <= fd:
-            b, d, fd = d, c, fc
-            c = b - GOLDEN * (b - a)
-            fc = f(math.exp(c))
-        else:
-            a, c, fc = c, d, fd
-            d = a + GOLDEN * (b - a)
-            fd = f(math.exp(d))
-
-
-def tune_one(objective: Objective, n: int, settings: Settings) -> dict:
-    """alpha*(N) and the cells behind it (module docstring, steps 1-3)."""
-    grid = settings.alphas
-    fds = [objective(n, a) for a in grid]
-    base = objective(n, None)
-    i = int(np.argmin(fds))
-    if objective.estimate == 'population' and settings.refine >= 2:
-        lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-        golden_section(lambda a: objective(n, a), lo, hi, settings.refine)
-    tried = {a: r for (m, a), r in objective.rows.items() if m == n and a is not None}
-    best = min(tried, key=lambda a: tried[a]['frechet_distance'])
-    best_fd = tried[best]['frechet_distance']
-    out = {'iterations': n, 'nfe': tried[best]['nfe'], 'alpha': best,
-           'frechet_distance': best_fd, 'frechet_distance_se': tried[best]['frechet_distance_se'],
-           'baseline_frechet_distance': base,
-           'baseline_frechet_distance_se': objective.rows[(n, None)]['frechet_distance_se'],
-           'resolved': True}
-    if base <= best_fd:
-        out.update(alpha=None, frechet_distance=base,
-                   frechet_distance_se=out['baseline_frechet_distance_se'])
-    if objective.estimate == 'sampled':
-        cells = sorted([(r['frechet_distance'], r['frechet_distance_se'])
-                        for r in objective.cells(n)])
-        (f0, s0), (f1, s1) = cells[0], cells[1]
-        out['resolved'] = bool(f1 - f0 > 2.0 * math.hypot(s0, s1))
-    return out
-
-
-def power_law_fit(table: list[dict]) -> dict | None:
-    """log alpha* = a + b log N over the finite alpha* (None with fewer than two)."""
-    pts = [(math.log(r['iterations']), math.log(r['alpha'])) for r in table
-           if r['alpha'] is not None]
-    if len(pts) < 2 or len({p[0] for p in pts}) < 2:
-        return None
-    x, y = (np.asarray(v) for v in zip(*pts))
-    b, a = np.polyfit(x, y, 1)
-    resid = y - (a + b * x)
-    return {'log_a': float(a), 'exponent': float(b), 'coefficient': float(math.exp(a)),
-            'rms_log_residual': float(np.sqrt(np.mean(resid**2))), 'points': len(pts)}
+    return estimates.choose_estimate(cfg)
 
 
 def run(config, workdir: str, overwrite: bool = False) -> dict:
     outputs.prepare_workdir(workdir)
-    bench.check_known_distribution(config, '--mode=tune')
+    check_known_distribution(config, '--mode=tune')
     if config.sampling.method != 'pc':
         raise ConfigError('sampling.method', config.sampling.method,
                           "'pc' for --mode=tune (PDS's alpha belongs to the predictor-corrector "
@@ -190,7 +92,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
 
     say = print if distributed.is_main() else (lambda *a, **k: None)
     objective = Objective(config, workdir, estimate, settings)
-    floor = expected_floor(bench.target_moments(objective.experiments.base)[1])
+    floor = floor_50k(objective.experiments.base)
     say(f'{estimate} estimate; expected FD of 50,000 exact samples: {floor:.4g}', flush=True)
     table = []
     for n in settings.steps:
@@ -207,9 +109,9 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
               'fixed_alpha_frechet_distance': [fixed_rows[n] for n in settings.steps],
               'sampler': sampler_settings(config)}
     if distributed.is_main():
-        cells = [r for _, r in sorted(objective.rows.items(), key=_order)]
+        cells = [r for _, r in sorted(objective.rows.items(), key=order)]
         with replace.replacing(workdir, list(paths.values()), overwrite, tag=None):
-            outputs.write_text(paths['tune.csv'], bench.to_csv(cells, floor))
+            outputs.write_text(paths['tune.csv'], estimates.to_csv(cells, floor))
             outputs.write_text(paths['tune.md'], to_markdown(report))
             plot(paths['tune.png'], report, cells, config)
             outputs.write_json(paths['alpha.json'], report)  # last: the table the sampler reads
@@ -228,13 +130,9 @@ def sampler_settings(config) -> dict:
             'image_size': config.data.image_size}
 
 
-def _fmt(v: float) -> str:
-    return f'{v:.1f}' if abs(v) >= 100 else f'{v:.3g}'
-
-
 def to_markdown(report: dict) -> str:
     sampled = report['estimate'] == 'sampled'
-    pm = (lambda v, se: f'{_fmt(v)} +- {_fmt(se)}') if sampled else (lambda v, se: _fmt(v))
+    pm = (lambda v, se: f'{number(v)} +- {number(se)}') if sampled else (lambda v, se: number(v))
     lines = [f"alpha* per iteration count ({report['estimate']} Frechet distance; expected FD "
              f"of 50,000 exact samples {report['floor_50k']:.3g}). Gain: baseline FD / tuned "
              'FD.', '',
@@ -248,7 +146,7 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {r['iterations']} | {r['nfe']} | {alpha} | "
                      f"{pm(r['frechet_distance'], r['frechet_distance_se'])} | "
                      f"{pm(r['baseline_frechet_distance'], r['baseline_frechet_distance_se'])}"
-                     f" | {gain:.3g}x | {_fmt(fixed)} |")
+                     f" | {gain:.3g}x | {number(fixed)} |")
     fit = report['fit']
     lines.append('')
     if fit is None:
@@ -256,16 +154,18 @@ def to_markdown(report: dict) -> str:
     else:
         lines.append(f"Fit: alpha* = {fit['coefficient']:.3g} N^{fit['exponent']:.3f} "
                      f"(rms log residual {fit['rms_log_residual']:.3f}, {fit['points']} points).")
-    floor = report['floor_50k']
-    reach = [r['nfe'] for r in report['table'] if r['frechet_distance'] <= floor]
-    base = [r['nfe'] for r in report['table'] if r['baseline_frechet_distance'] <= floor]
-    lines.append(f"NFE to the 50k floor on this ladder: tuned {min(reach) if reach else '-'}, "
-                 f"baseline {min(base) if base else '-'}.")
+    curves = [{'method': name, 'nfe': r['nfe'], 'frechet_distance': r[key]}
+              for name, key in (('tuned', 'frechet_distance'),
+                                ('baseline', 'baseline_frechet_distance'))
+              for r in report['table']]
+    reach = nfe_to_target(curves, report['floor_50k'], 'method', margin_se=0.0)
+    lines.append(f"NFE to the 50k floor on this ladder: tuned {reach['tuned'] or '-'}, "
+                 f"baseline {reach['baseline'] or '-'}.")
     return '\n'.join(lines) + '\n'
 
 
 def plot(path: str, report: dict, cells: list[dict], config) -> None:
-    plt = plotting.pyplot()
+    plt = figures.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15.0, 4.4), dpi=110)
     ax = axes[0]
     cmap = plt.get_cmap('viridis')
@@ -312,5 +212,5 @@ def plot(path: str, report: dict, cells: list[dict], config) -> None:
     for a in axes:
         a.grid(True, which='both', alpha=0.3)
     fig.tight_layout()
-    plotting.save(fig, path)
+    figures.save(fig, path)
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.paths import ROOT
+from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.slow  # left out of `make test-fast`
 

@@ -13,13 +13,8 @@ import importlib
 import importlib.util
 import sys
 import types
-from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 
 def _import_torchvision_models() -> types.ModuleType:

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import sys
-from pathlib import Path
 
 import jax
 import ml_collections
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 
 def _load_config(name: str) -> ml_collections.ConfigDict:

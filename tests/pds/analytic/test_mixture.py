@@ -223,7 +223,7 @@ def test_five_components_are_refused():
 @pytest.mark.slow
 def test_config_pipeline_and_experiment():
     from pds.data.pipelines import array_source, get_batches
-    from pds.modes.experiment import experiment_from_config, stats_images
+    from pds.experiment.assemble import experiment_from_config, stats_images
 
     config = get_config()
     config.data.image_size = 8
@@ -258,8 +258,8 @@ def test_sampler_recovers_the_mixture_weights():
     binomial standard errors. Measured (seed 42, 128 samples): weights 0.461 / 0.359 / 0.180
     (z = -0.88, +1.47, -0.57); at 20 iterations the same sampler puts 92% of 256 samples in
     the rough component and none in the smooth one."""
-    from pds.modes.experiment import experiment_from_config
-    from pds.modes.sample import sample_rounds
+    from pds.experiment.assemble import experiment_from_config
+    from pds.experiment.rounds import sample_rounds
     from pds.sampling.solver import solver_from_config
 
     config = get_config()

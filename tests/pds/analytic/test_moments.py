@@ -19,9 +19,9 @@ from pds.analytic.moments import (
     population_moments,
     propagate,
 )
+from pds.experiment.assemble import experiment_from_config
 from pds.method.pds_preconditioner import PDSPreconditioner, make_preconditioner
 from pds.method.sde import VESDE
-from pds.modes.experiment import experiment_from_config
 from pds.runtime.errors import ConfigError
 from pds.runtime.mesh import data_mesh
 from pds.sampling.grid import time_grid

@@ -14,7 +14,7 @@ from configs.analytic import cifar10
 from pds.analytic.gaussian_field import field_from_config
 from pds.data import pipelines
 from pds.runtime.errors import ConfigError
-from tests.paths import ROOT
+from tests.helpers.paths import ROOT
 
 SIZE = 8
 ONE = {'process_index': 0, 'process_count': 1}

@@ -8,8 +8,9 @@ import pytest
 
 from configs.analytic import field_16
 from pds.analytic.moments import population_moments
+from pds.experiment.assemble import experiment_from_config
 from pds.modes import bench as bench_mode
-from pds.modes.experiment import experiment_from_config
+from pds.quality import estimates
 from pds.runtime.errors import ConfigError
 
 
@@ -70,11 +71,11 @@ def test_sampled_estimate_reports_error_bars_and_the_labelled_plug_in(tmp_path):
 def test_auto_falls_back_to_sampling_with_a_space_mask_and_population_refuses_it():
     config = small_config()
     config.sampling.pds.space_mask = 'stats'
-    assert bench_mode.choose_estimate(config) == 'sampled'
+    assert estimates.choose_estimate(config) == 'sampled'
     config.bench.estimate = 'population'
     with pytest.raises(ConfigError, match=r'sampling\.pds\.space_mask'):
-        bench_mode.choose_estimate(config)
-    assert bench_mode.choose_estimate(small_config()) == 'population'
+        estimates.choose_estimate(config)
+    assert estimates.choose_estimate(small_config()) == 'population'
 
 
 @pytest.mark.parametrize('field,value', [
@@ -85,14 +86,6 @@ def test_bad_bench_fields_are_named(tmp_path, field, value):
     with pytest.raises(ConfigError, match=rf'bench\.{field}'):
         bench_mode.run(config, str(tmp_path))
     assert not (tmp_path / 'bench').exists()
-
-
-def test_nfe_to_floor_is_the_first_rung_at_or_below_it():
-    rows = [{'method': 'a', 'nfe': 40, 'frechet_distance': 3.0},
-            {'method': 'a', 'nfe': 80, 'frechet_distance': 0.5},
-            {'method': 'a', 'nfe': 160, 'frechet_distance': 0.2},
-            {'method': 'b', 'nfe': 40, 'frechet_distance': 2.0}]
-    assert bench_mode.nfe_to_floor(rows, 0.5) == {'a': 80, 'b': None}
 
 
 @pytest.mark.slow
@@ -111,4 +104,4 @@ def test_mixture_is_benched_by_sampling_with_recovered_weights(tmp_path):
     assert 'Mixture weights recovered' in (tmp_path / 'bench' / 'quality.md').read_text()
     config.bench.estimate = 'population'  # no exact moments for a mixture
     with pytest.raises(ConfigError, match=r'model\.name'):
-        bench_mode.choose_estimate(config)
+        estimates.choose_estimate(config)

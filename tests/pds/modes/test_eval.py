@@ -21,13 +21,12 @@ import pytest
 from PIL import Image
 
 from configs.analytic import cifar10
-from evaluation import inception
 from evaluation.inception import RESIZE_POLICY
-from evaluation.inception_weights import save_params
 from pds.modes import eval as eval_mode
 from pds.modes import fid as fid_mode
 from pds.runtime.errors import ConfigError
-from tests.paths import ROOT, jax_env
+from tests.helpers.inception_files import random_weights, write_ref
+from tests.helpers.paths import ROOT, jax_env
 
 NUM, BATCH = 4, 2
 SETTINGS = {  # shared by the in-process configs and the command line of the killed run
@@ -37,9 +36,8 @@ SETTINGS = {  # shared by the in-process configs and the command line of the kil
 }
 
 # Runs main.py, but blocks for good right after round_0.npz is written: the test kills it.
-KILLED_CHILD = f"""
+KILLED_CHILD = """
 import os, sys, time
-sys.path.insert(0, {ROOT!r})
 from pds.storage import outputs
 _write = outputs.write_npz
 def write_npz(path, **arrays):
@@ -52,33 +50,6 @@ from absl import app
 sys.argv = ['main.py'] + sys.argv[1:]
 app.run(main.main)
 """
-
-
-def random_weights(path, seed: int = 0) -> None:
-    """He-normal kernels, BN near identity, small fc: O(1) activations through the net."""
-    rng = np.random.default_rng(seed)
-    flat = {}
-    for key, shape in inception.param_shapes().items():
-        leaf = key.rsplit('/', 1)[1]
-        if leaf == 'kernel':
-            gain = 0.05 if key.startswith('fc/') else 1.0
-            flat[key] = gain * rng.normal(size=shape) * (2.0 / np.prod(shape[:-1])) ** 0.5
-        elif leaf == 'scale':
-            flat[key] = rng.uniform(0.75, 1.25, shape)
-        elif leaf == 'var':
-            flat[key] = rng.uniform(0.5, 1.5, shape)
-        else:  # BN bias / mean, fc bias
-            flat[key] = 0.1 * rng.normal(size=shape)
-    save_params(flat, path)
-
-
-def write_ref(path, dim: int = 2048, features: bool = True, seed: int = 1) -> None:
-    """Reference statistics in our format, optionally with the raw features (for KID)."""
-    f = np.random.default_rng(seed).normal(size=(8, dim)).astype(np.float32)
-    extra = {'features': f} if features else {}
-    np.savez(path, mu=f.mean(0).astype(np.float64), sigma=np.cov(f.astype(np.float64),
-                                                                 rowvar=False),
-             num_images=np.int64(len(f)), resize=np.array(RESIZE_POLICY), **extra)
 
 
 @pytest.fixture(scope='module')
@@ -289,7 +260,7 @@ def test_cli_missing_weights_one_line(tmp_path):
 def test_low_rank_fid_matches_full(n, d, n_ref):
     """scoring.fid_to_reference's N x N route (N <= d) equals the d x d computation."""
     from evaluation import metrics
-    from pds.modes.features import fid_to_reference
+    from pds.quality.inception import fid_to_reference
 
     rng = np.random.default_rng(n + n_ref)
     feats = rng.normal(size=(n, d)) * rng.uniform(0.5, 2.0, d) + 1.0
@@ -330,7 +301,7 @@ def test_checkpoints_share_one_compiled_sampler(files, tmp_path):
 
     from models.registry import init_variables
     from pds.storage.sampling_checkpoints import save_variables
-    from tests.pds.training.train_driver import small_config
+    from tests.helpers.train_driver import small_config
 
     def config_for(begin):
         config = small_config()

@@ -28,8 +28,8 @@ from configs.analytic import cifar10
 from pds.modes import convert as convert_mode
 from pds.modes import stats as stats_mode
 from pds.storage import sampling_checkpoints
-from tests.paths import ROOT, jax_env
-from tests.pds.modes.test_convert import (
+from tests.helpers.paths import ROOT, jax_env
+from tests.helpers.score_sde_checkpoints import (
     SOURCE_STEP,
     cli_flags,
     ordered_shapes,

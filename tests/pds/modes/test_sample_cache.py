@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 SCRIPT = textwrap.dedent('''
     import glob, os, sys

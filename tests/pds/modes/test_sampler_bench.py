@@ -1,5 +1,5 @@
-"""``--mode=bench`` across samplers (pds/modes/sampler_bench.py): budgets to step counts, the
-estimates per cell, the headline, the tuned-alpha preset and the refusals."""
+"""``--mode=bench`` across samplers (pds/quality/samplers.py, pds/modes/bench.py): budgets to
+step counts, the estimates per cell, the headline, the tuned-alpha preset and the refusals."""
 
 import csv
 import json
@@ -8,9 +8,9 @@ import pytest
 
 from configs.analytic import field_16
 from pds.analytic.moments import population_moments
+from pds.experiment.assemble import experiment_from_config
 from pds.modes import bench as bench_mode
-from pds.modes import sampler_bench
-from pds.modes.experiment import experiment_from_config
+from pds.quality import samplers
 from pds.runtime.errors import ConfigError
 
 
@@ -56,21 +56,12 @@ def test_each_budget_gets_the_largest_step_count_that_fits(tmp_path):
     assert (tmp_path / 'bench' / 'samplers.png').stat().st_size > 0
 
 
-def test_a_sampled_cell_reaches_the_target_only_beyond_its_error_bar():
-    rows = [{'sampler': 'a', 'nfe': 10, 'frechet_distance': 0.5, 'frechet_distance_se': 0.3},
-            {'sampler': 'a', 'nfe': 20, 'frechet_distance': 0.5, 'frechet_distance_se': 0.2},
-            {'sampler': 'b', 'nfe': 40, 'frechet_distance': 0.9, 'frechet_distance_se': 0.0},
-            {'sampler': 'c', 'nfe': 5, 'frechet_distance': 2.0, 'frechet_distance_se': 0.0}]
-    # 0.5 + 2 (0.3) > 1 at 10 NFE; 0.5 + 2 (0.2) <= 1 at 20
-    assert sampler_bench.reached(rows, 1.0) == {'a': 20, 'b': 40, 'c': None}
-
-
 def test_the_tuned_preset_uses_the_tables_alpha_within_its_range(tmp_path):
     table = tmp_path / 'alpha.json'
     table.write_text(json.dumps({'steps': [5, 8], 'alpha': [3.0, 4.0]}))
     config = small_config(samplers=('pc_pds_tuned',), nfe=(6, 10, 16, 40))
     config.sampling.pds.tuned = str(table)
-    ladder = sampler_bench.cell_configs(config, 'pc_pds_tuned', [6, 10, 16, 40], [], [])
+    ladder = samplers.cell_configs(config, 'pc_pds_tuned', [6, 10, 16, 40], [], [])
     # N = 3 and 20 fall outside the table's [5, 8]; N = 5 and 8 take its alphas
     assert [(rung, cfg.sampling.pds.alpha) for rung, cfg in ladder] == [('N=5', 3.0),
                                                                         ('N=8', 4.0)]

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from configs.analytic import cifar10
+from pds.experiment import assemble as experiment
 from pds.method import masks, pds_preconditioner
-from pds.modes import experiment
 from pds.modes import stats as stats_mode
 from pds.runtime.errors import ConfigError
 
@@ -168,7 +168,7 @@ def test_fid_reference_statistics(npz, tmp_path):
     import jax
 
     from evaluation import metrics
-    from pds.modes import features
+    from pds.quality import inception as features
 
     path, arr = npz
     weights = str(tmp_path / 'inception.npz')

@@ -1,16 +1,15 @@
 """``--mode=tune`` and the tuned-alpha table (pds/modes/tune.py, pds/method/tuned_alpha.py)."""
 
 import json
-import math
 
 import numpy as np
 import pytest
 
 from configs.analytic import field_16
 from pds.analytic.moments import population_moments
+from pds.experiment.assemble import apply_tuned_alpha, experiment_from_config
 from pds.method import tuned_alpha
 from pds.modes import tune
-from pds.modes.experiment import apply_tuned_alpha, experiment_from_config
 from pds.runtime.errors import ConfigError
 
 
@@ -73,31 +72,6 @@ def test_a_tuned_table_sets_alpha_or_turns_pds_off(tmp_path):
     config.sampling.precondition = 'none'  # no preconditioner: the table is not read
     config.sampling.pds.tuned = str(tmp_path / 'missing.json')
     assert apply_tuned_alpha(config) is config
-
-
-def test_golden_section_finds_the_minimum_of_a_unimodal_function():
-    seen = []
-
-    def f(a):
-        seen.append(a)
-        return (math.log(a) - math.log(7.0)) ** 2
-
-    tune.golden_section(f, 2.0, 20.0, 12)
-    assert len(seen) == 12
-    # the bracket shrinks by the golden ratio per evaluation after the first two
-    width = math.log(10.0) * ((math.sqrt(5) - 1) / 2) ** 11
-    best = min(seen, key=lambda a: abs(math.log(a / 7.0)))
-    assert abs(math.log(best / 7.0)) <= width
-
-
-def test_power_law_fit_recovers_an_exact_power_law():
-    table = [{'iterations': n, 'alpha': 0.3 * n**0.8} for n in (20, 40, 100, 200)]
-    table.append({'iterations': 1000, 'alpha': None})  # baseline-best: left out
-    fit = tune.power_law_fit(table)
-    assert fit['exponent'] == pytest.approx(0.8, rel=1e-9)
-    assert fit['coefficient'] == pytest.approx(0.3, rel=1e-9)
-    assert fit['points'] == 4
-    assert tune.power_law_fit(table[:1]) is None
 
 
 def test_tune_picks_the_best_alpha_and_the_sampler_reproduces_it(tmp_path):

@@ -14,7 +14,7 @@ from pds.runtime import distributed
 from pds.runtime.distributed import Launch
 from pds.runtime.errors import ConfigError
 from pds.runtime.mesh import data_mesh
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 
 def test_launch_reads_the_environment_after_the_flags(monkeypatch):

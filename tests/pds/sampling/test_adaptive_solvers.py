@@ -13,10 +13,10 @@ import pytest
 
 from configs.analytic import field_16
 from pds.analytic.gaussian_field import GaussianField, exact_score_fn
+from pds.experiment.assemble import experiment_from_config
+from pds.experiment.rounds import sample_rounds
 from pds.method.precondition import Identity
 from pds.method.sde import VESDE
-from pds.modes.experiment import experiment_from_config
-from pds.modes.sample import sample_rounds
 from pds.runtime.errors import ConfigError
 from pds.sampling.adaptive_ode import Dopri5
 from pds.sampling.adaptive_sde import GottaGoFast

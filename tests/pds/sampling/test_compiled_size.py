@@ -9,8 +9,8 @@ import jax
 import pytest
 
 from configs.tiny import ncsnpp_train
+from pds.experiment.assemble import experiment_from_config
 from pds.method.precondition import Identity
-from pds.modes.experiment import experiment_from_config
 from pds.runtime.mesh import data_mesh, replicate
 from pds.sampling.grid import sampling_schedule
 from pds.sampling.sampler import build_sampler

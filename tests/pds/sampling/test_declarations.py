@@ -12,7 +12,7 @@ from configs.analytic import field_16
 from pds.analytic.gaussian_field import GaussianField, exact_score_fn
 from pds.analytic.moments import check_config
 from pds.method.precondition import Identity
-from pds.modes.sampler_bench import presets
+from pds.quality.samplers import presets
 from pds.runtime.errors import ConfigError
 from pds.sampling.context import Context
 from pds.sampling.grid import sampling_schedule

@@ -11,7 +11,7 @@ import pytest
 
 from configs.analytic import field_16
 from pds.analytic.moments import population_moments
-from pds.modes.experiment import experiment_from_config
+from pds.experiment.assemble import experiment_from_config
 from pds.sampling.grid import sampling_schedule, sigma_of_t
 
 

@@ -20,7 +20,7 @@ from pds.sampling.pc import PredictorCorrector
 from pds.sampling.pf_euler import ProbabilityFlowEuler
 from pds.sampling.sampler import build_sampler
 from pds.sampling.solver import solver_from_config, solver_names
-from tests.pds.sampling.variable_steps import VariableSteps
+from tests.helpers.variable_steps import VariableSteps
 
 SHAPE = (8, 8, 3)
 FIELD = GaussianField()

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from pds.analytic.gaussian_field import GaussianField, exact_score_fn
+from pds.experiment.assemble import experiment_from_config
 from pds.method import masks
 from pds.method.pds_preconditioner import make_preconditioner
 from pds.method.precondition import Identity
 from pds.method.sde import VESDE, VPSDE
-from pds.modes.experiment import experiment_from_config
 from pds.runtime.errors import ConfigError
 from pds.runtime.mesh import data_mesh, replicate
 from pds.sampling.context import Context

@@ -13,9 +13,9 @@ import pytest
 from configs.analytic import field_16
 from pds.analytic.fd import FourierMoments, expected_floor
 from pds.analytic.moments import population_moments
+from pds.experiment.assemble import experiment_from_config
+from pds.experiment.rounds import sample_rounds
 from pds.method.sde import VESDE, VPSDE, subVPSDE
-from pds.modes.experiment import experiment_from_config
-from pds.modes.sample import sample_rounds
 from pds.runtime.errors import ConfigError
 from pds.sampling.grid import noise_level_grid, sigma_of_t
 from pds.sampling.solver import solver_from_config
@@ -154,7 +154,7 @@ def test_bad_grid_rho_and_prior(field, value, allowed):
 
 
 def test_mean_prior_needs_a_known_data_mean():
-    from tests.pds.training.tiny_train_config import get_config
+    from tests.helpers.tiny_train_config import get_config
 
     config = get_config()
     config.data.dataset = 'npz'

@@ -23,13 +23,13 @@ from pds.sampling.correctors import annealed_langevin
 from pds.sampling.grid import time_grid
 from pds.sampling.pc import PredictorCorrector
 from pds.sampling.sampler import build_sampler
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 
 @pytest.mark.slow
 def test_identical_on_1_and_4_devices():
     env = jax_env(4, default_codegen=True)
-    script = os.path.join(ROOT, 'tests', 'pds', 'sampling', 'device_invariance_check.py')
+    script = os.path.join(ROOT, 'tests', 'helpers', 'device_invariance_check.py')
     res = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0 and 'identical' in res.stdout, res.stdout + res.stderr[-3000:]
@@ -115,7 +115,7 @@ def test_preconditioned_langevin_keeps_the_field_stationary(precondition):
 @functools.cache
 def ffhq256_experiments():
     """The bench's experiments of configs/analytic/ffhq_256.py (the PDS mask built once)."""
-    from pds.modes.bench import Experiments
+    from pds.quality.estimates import Experiments
 
     return Experiments(ffhq_256.get_config())
 
@@ -124,7 +124,7 @@ def ffhq256_experiments():
 def ffhq256_moments(steps: int, precondition: str, form: str = 'reference'):
     """Population moments of configs/analytic/ffhq_256.py (PDS alpha 5) at ``steps``."""
     from pds.analytic.moments import population_moments
-    from pds.modes.bench import Method
+    from pds.quality.estimates import Method
 
     alpha = float(ffhq_256.get_config().sampling.pds.alpha)
     method = Method(None) if precondition == 'none' else Method(alpha, form)

@@ -27,7 +27,7 @@ from PIL import Image
 
 from pds.runtime.errors import ConfigError
 from pds.storage import outputs, readers
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 RNG = np.random.default_rng(0)
 

@@ -12,7 +12,7 @@ import pytest
 
 from pds.storage import summaries
 from pds.storage.summaries import METRICS_FILE, Summaries, truncate_metrics
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 WRITES = [(1, {'loss': 0.1, 'steps_per_sec': 12.5}),
           (2, {'loss': 0.07}),

@@ -17,12 +17,10 @@ from pds.modes.train import plan_from_config
 from pds.runtime.errors import ConfigError
 from pds.storage.training_checkpoints import TrainCheckpoints
 from pds.training.train import TrainState, make_optimizer
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
+from tests.helpers.train_driver import RUN_STEPS, run_config, tiny_config
 
-DRIVER = os.path.join(ROOT, 'tests', 'pds', 'training', 'train_driver.py')
-sys.path.insert(0, os.path.join(ROOT, 'tests', 'pds', 'training'))
-
-from train_driver import RUN_STEPS, run_config, tiny_config  # noqa: E402
+DRIVER = os.path.join(ROOT, 'tests', 'helpers', 'train_driver.py')
 
 
 def test_optimizer_is_score_sde_adam_with_warmup_and_clipping():

@@ -1,5 +1,5 @@
-"""``--mode=bench`` across samplers (``bench.samplers`` set): quality against NFE for every
-sampler of the project on one config, one report and one plot.
+"""The sampler comparison of ``--mode=bench`` (``bench.samplers`` set): quality against NFE for
+every sampler of the project on one config; its presets, ladders, report and plot.
 
 Each name in ``bench.samplers`` is a preset (:func:`presets`, derived from the solvers'
 declarations): the sampler's config fields (method, grid, prior, preconditioner) and its
@@ -26,7 +26,8 @@ offset a deterministic flow carries from the reference prior's zero mean). ``pc_
 at ``sampling.pds.alpha`` and with the alpha table of ``sampling.pds.tuned`` (``--mode=tune``;
 only at the iteration counts the table covers).
 
-Process 0 writes ``bench/samplers.csv``, ``bench/samplers.md`` and ``bench/samplers.png``.
+``--mode=bench`` (:mod:`pds.modes.bench`) writes ``bench/samplers.csv``, ``bench/samplers.md``
+and ``bench/samplers.png`` (:data:`FILES`) from process 0.
 """
 
 from __future__ import annotations
@@ -35,21 +36,18 @@ import copy
 import csv
 import dataclasses
 import io
-import os
 
 import numpy as np
 
-from pds.analytic.fd import BANDS, expected_floor
+from pds.analytic.fd import BANDS
 from pds.analytic.moments import check_config
+from pds.experiment.assemble import apply_tuned_alpha
 from pds.method import tuned_alpha
-from pds.modes import bench, plotting
-from pds.modes.experiment import apply_tuned_alpha
-from pds.modes.sample import count_rounds
-from pds.runtime import distributed
+from pds.quality import figures
+from pds.quality.report import nfe_to_target, number
 from pds.runtime.errors import ConfigError, check_choice
 from pds.sampling.declaration import SolverSpec
 from pds.sampling.solver import solver_specs
-from pds.storage import outputs, replace
 
 FILES = ('samplers.csv', 'samplers.md', 'samplers.png')
 ODE_PRIORS = ('score_sde', 'mean')
@@ -170,61 +168,6 @@ def estimate_for(config, cfg, name: str) -> str:
     return 'population'
 
 
-def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
-    """The sampler comparison (module docstring), for :func:`pds.modes.bench.run`: every
-    sampler's config is built and checked before the outputs are claimed."""
-    names, budgets, rtols, eps_rels = settings(config)
-    num, batch = config.bench.num_samples, config.bench.batch_size
-    count_rounds(num, batch)
-    ladders = {n: cell_configs(config, n, budgets, rtols, eps_rels) for n in names}
-    estimates = {n: [estimate_for(config, cfg, n) for _, cfg in ladders[n]] for n in names}
-    paths = {f: os.path.join(workdir, 'bench', f) for f in FILES}
-    replace.check_not_interrupted(workdir)
-    experiments = bench.Experiments(config, workdir)
-    exps = {name: [experiments.for_config(cfg) for _, cfg in ladders[name]] for name in names}
-    for name in names:
-        for (_, cfg), exp in zip(ladders[name], exps[name], strict=True):
-            bench.solver_from_config(cfg, exp.sde)
-    replace.claim(list(paths.values()), overwrite)
-
-    say = print if distributed.is_main() else (lambda *a, **k: None)
-    floor = expected_floor(bench.target_moments(experiments.base)[1])
-    target = float(config.bench.target_fd) or floor
-    say(f'samplers {", ".join(names)}; target FD {target:.4g} (50k-sample floor '
-        f'{floor:.4g})', flush=True)
-    rows = []
-    for name in names:
-        for (rung, cfg), est, exp in zip(ladders[name], estimates[name], exps[name],
-                                         strict=True):
-            if est == 'population':
-                fields = bench.population_fields(cfg, exp)
-            else:
-                fields = bench.sampled_fields(cfg, exp, num, batch, f'{name} {rung}')
-            row = {'sampler': name, 'rung': rung, **fields}
-            row.setdefault('nfe_max', row['nfe'])
-            rows.append(row)
-            se = f' +- {row["frechet_distance_se"]:.3g}' if est == 'sampled' else ''
-            say(f'{name:>16} {rung:>14}  NFE {row["nfe"]:>8.4g}  FD '
-                f'{row["frechet_distance"]:10.4g}{se}', flush=True)
-    if distributed.is_main():
-        with replace.replacing(workdir, list(paths.values()), overwrite, tag=None):
-            outputs.write_text(paths['samplers.csv'], to_csv(rows, floor, target))
-            outputs.write_text(paths['samplers.md'], to_markdown(rows, floor, target, config))
-            plot(paths['samplers.png'], rows, floor, target, config)
-    return rows
-
-
-def reached(rows: list[dict], target: float) -> dict[str, float | None]:
-    """Per sampler, the smallest NFE whose FD (+ 2 SE when sampled) is at or under target."""
-    out: dict[str, float | None] = {}
-    for r in rows:
-        out.setdefault(r['sampler'], None)
-        if r['frechet_distance'] + 2.0 * r['frechet_distance_se'] <= target:
-            best = out[r['sampler']]
-            out[r['sampler']] = r['nfe'] if best is None else min(best, r['nfe'])
-    return out
-
-
 COLUMNS = ('sampler', 'rung', 'nfe', 'nfe_max', 'estimate', 'frechet_distance',
            'frechet_distance_se', 'frechet_distance_plugin',
            *(f'variance_ratio_{b}' for b in BANDS), 'seconds')
@@ -240,13 +183,9 @@ def to_csv(rows: list[dict], floor: float, target: float) -> str:
     return buf.getvalue()
 
 
-def _fmt(v: float) -> str:
-    return f'{v:.1f}' if abs(v) >= 100 else f'{v:.3g}'
-
-
 def to_markdown(rows: list[dict], floor: float, target: float, config) -> str:
     names = list(dict.fromkeys(r['sampler'] for r in rows))
-    reach = reached(rows, target)
+    reach = nfe_to_target(rows, target, 'sampler', margin_se=2.0)
     what = ('the 50k-sample floor' if target == floor else 'bench.target_fd')
     lines = [f'Samplers on {config.data.dataset} {config.data.image_size}x'
              f'{config.data.image_size} ({config.model.name} score). Frechet distance to the '
@@ -259,9 +198,9 @@ def to_markdown(rows: list[dict], floor: float, target: float, config) -> str:
         for r in (r for r in rows if r['sampler'] == name):
             nfe = (f"{r['nfe']:.4g}" if r['nfe'] == r['nfe_max']
                    else f"{r['nfe']:.4g} (max {r['nfe_max']})")
-            fd = _fmt(r['frechet_distance'])
+            fd = number(r['frechet_distance'])
             if r['estimate'] == 'sampled':
-                fd += f" +- {_fmt(r['frechet_distance_se'])}"
+                fd += f" +- {number(r['frechet_distance_se'])}"
             cells.append(f'{nfe} -> {fd}')
         hit = reach[name]
         lines.append(f"| {name} | {'-' if hit is None else f'{hit:.4g}'} | "
@@ -276,11 +215,11 @@ def to_markdown(rows: list[dict], floor: float, target: float, config) -> str:
 
 
 def plot(path: str, rows: list[dict], floor: float, target: float, config) -> None:
-    plt = plotting.pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(7.6, 5.0), dpi=120)
     names = list(dict.fromkeys(r['sampler'] for r in rows))
     for i, name in enumerate(names):
-        nfe, fd, se = plotting.fd_curve(rows, 'sampler', name)
+        nfe, fd, se = figures.fd_curve(rows, 'sampler', name)
         preset = presets()[name]
         style = ':' if preset.tolerance else ('--' if preset.ode_prior else '-')
         line, = ax.plot(nfe, np.maximum(fd, 1e-6), style, marker='os^vD<>ph*X'[i % 11], ms=4,
@@ -299,5 +238,5 @@ def plot(path: str, rows: list[dict], floor: float, target: float, config) -> No
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    plotting.save(fig, path)
+    figures.save(fig, path)
 

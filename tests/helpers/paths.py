@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE_DIR = os.path.join(ROOT, '.cache', 'jax-compile')
 # XLA:CPU's legacy loop emitters compile about a third faster than its fusion emitters (the
 # default); what a program computes is the same, but two programs that are equal in exact

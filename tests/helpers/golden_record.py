@@ -1,4 +1,5 @@
-"""Record the golden outputs: ``python tests/golden/record.py`` (from the repository root).
+"""Record the golden outputs (tests/golden/golden.npz): ``python -m tests.helpers.golden_record``
+from the repository root.
 
 Run it only to accept a deliberate change, and say why in the commit message: the golden test
 exists to prove that refactors change nothing. Against the existing file it reports what
@@ -15,11 +16,10 @@ import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.helpers.golden_cases import groups, run_group
+from tests.helpers.paths import ROOT
 
-from tests.golden.cases import groups, run_group
-
-GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden.npz')
+GOLDEN = os.path.join(ROOT, 'tests', 'golden', 'golden.npz')
 REPORTS = ('|metrics', '|train_metrics')
 
 

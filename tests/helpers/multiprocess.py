@@ -15,7 +15,7 @@ import sys
 import time
 
 from pds.runtime.distributed import free_port
-from tests.paths import ROOT, jax_env
+from tests.helpers.paths import ROOT, jax_env
 
 
 @dataclasses.dataclass

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.paths import BASE_XLA_FLAGS, ROOT
+from tests.helpers.paths import BASE_XLA_FLAGS, ROOT
 
 FIELD_CONFIG = 'configs/analytic/field_16.py'
 NETWORK_CONFIG = 'configs/ve/gaussian_field_16_ncsnpp_small.py'
@@ -187,7 +187,7 @@ def fingerprint() -> str:
 
 
 def main(argv: list[str]) -> None:
-    """``python tests/golden/cases.py OUT.npz GROUP``: run one group, save its outputs."""
+    """``python tests/helpers/golden_cases.py OUT.npz GROUP``: run one group, save its outputs."""
     out, group = argv[1], int(argv[2])
     arrays = {'fingerprint': np.frombuffer(fingerprint().encode(), np.uint8)}
     for name in groups()[group]:
@@ -204,8 +204,7 @@ def run_group(out: str, group: int, timeout: float = 900) -> subprocess.Complete
                           env=env, capture_output=True, text=True, timeout=timeout)
 
 
-if __name__ == '__main__':
-    sys.path.insert(0, ROOT)
+if __name__ == '__main__':  # run_group's child process (PYTHONPATH=ROOT)
     from pds.runtime.python_gc import relax_collector
 
     relax_collector()

@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from pds.analytic.gaussian_field import GaussianField
+from pds.analytic.mixture import GaussianMixtureField
+from pds.analytic.targets import ExactTarget
 from pds.method import precondition, tuned_alpha
 from pds.method.precondition import Preconditioner
 from pds.method.sde import SDE
@@ -25,11 +28,16 @@ class Experiment:
     score_builder: Callable[[SDE, Any], Callable]  # (sde, variables) -> score_fn(x, t)
     variables: Any
     precond: Preconditioner
-    field: Any = None  # the exact GaussianField, when the data distribution is one
-    mixture: Any = None  # the exact GaussianMixtureField, when the data distribution is one
+    field: GaussianField | None = None  # the exact target, when it is a Gaussian field
+    mixture: GaussianMixtureField | None = None  # the exact target, when it is a mixture
     checkpoint: dict | None = None  # network variables: {'path', 'step', 'source'}
     prior_mean: np.ndarray | None = None  # (H, W, C) data mean of sampling.prior='mean'
     prior_spectrum: np.ndarray | None = None  # (H, W // 2 + 1, C) lambda, prior 'gaussian'
+
+    @property
+    def target(self) -> ExactTarget | None:
+        """The data distribution when known exactly (:mod:`pds.analytic.targets`), else None."""
+        return self.field if self.field is not None else self.mixture
 
 
 def image_shape(config) -> tuple[int, int, int]:
@@ -40,21 +48,16 @@ def image_shape(config) -> tuple[int, int, int]:
 
 
 def stats_images(config, n: int) -> np.ndarray:
-    """n training images (N, H, W, C) in [0, 1], for mask statistics: exact field samples
-    for exact-score models, else the first n images of ``config.data`` (pds.data.pipelines)."""
+    """n training images (N, H, W, C) in [0, 1], for mask statistics: exact samples of the
+    target for exact-score models (:mod:`pds.analytic.targets`), else the first n images of
+    ``config.data`` (pds.data.pipelines)."""
+    from pds.analytic.targets import score_target
     from pds.data.pipelines import load_images, unscale
 
-    if config.model.name == 'gaussian_field':
-        from pds.analytic.gaussian_field import field_from_config
-
+    target = score_target(config)
+    if target is not None:
         h, w, _ = image_shape(config)
-        x = field_from_config(config).sample(np.random.default_rng(config.seed + 7919), n, h, w)
-        return unscale(x, config.data.centered)
-    if config.model.name == 'gaussian_mixture':
-        from pds.analytic.mixture import mixture_from_config
-
-        h, w, _ = image_shape(config)
-        x = mixture_from_config(config).sample(np.random.default_rng(config.seed + 7919), n, h, w)
+        x = target.sample(np.random.default_rng(config.seed + 7919), n, h, w)
         return unscale(x, config.data.centered)
     return load_images(config, n)
 
@@ -67,39 +70,22 @@ def preconditioner_from_config(config) -> Preconditioner:
 
 
 def score_model_from_config(config, workdir: str | None = None):
-    """(score_builder, variables, field, checkpoint) for ``config.model.name``; checkpoint
-    (None for exact scores) is where a network's variables came from."""
-    shape = image_shape(config)
-    if config.model.name == 'gaussian_field':
-        from pds.analytic.gaussian_field import (
-            capped_score_builder,
-            exact_score_fn,
-            field_from_config,
-        )
+    """(score_builder, variables, target, checkpoint) for ``config.model.name``: an exact
+    target's score (:mod:`pds.analytic.targets`) or a network's; ``target`` is the experiment's
+    exact target (:func:`pds.analytic.targets.experiment_target`, None when the data is not
+    known exactly) and ``checkpoint`` (None for exact scores) where a network's variables came
+    from."""
+    from pds.analytic.targets import TARGETS, experiment_target
 
-        field = field_from_config(config)
-        if field.num_channels != shape[2]:
-            raise ConfigError('model.field_mean', config.model.field_mean,
-                              f'one mean per channel (data.num_channels={shape[2]})')
-        cap = config.model.get('score_norm_cap', 0.0)
-        if isinstance(cap, bool) or not isinstance(cap, int | float) or cap < 0:
-            raise ConfigError('model.score_norm_cap', cap, 'a number >= 0 (0: the exact score)')
-        builder = capped_score_builder(float(cap)) if cap > 0 else exact_score_fn
-        return builder, field.variables(shape[0], shape[1]), field, None
-    if config.model.name == 'gaussian_mixture':  # exact score; the mixture: experiment_mixture
-        from pds.analytic.mixture import mixture_score_fn
-
-        mixture = experiment_mixture(config)
-        return mixture_score_fn, mixture.variables(shape[0], shape[1]), None, None
-    from pds.modes.network_model import network_score_model
+    h, w, _ = image_shape(config)
+    target = experiment_target(config)
+    kind = TARGETS.get(config.model.name)
+    if kind is not None:  # the target's exact score
+        return kind.score_builder(config), target.variables(h, w), target, None
+    from pds.experiment.network import network_score_model
 
     builder, variables, checkpoint = network_score_model(config, workdir)
-    field = None
-    if config.data.dataset == 'gaussian_field':  # a network trained on the field: exact FD
-        from pds.analytic.gaussian_field import field_from_config
-
-        field = field_from_config(config)
-    return builder, variables, field, checkpoint
+    return builder, variables, target, checkpoint
 
 
 def apply_tuned_alpha(config):
@@ -123,23 +109,31 @@ def experiment_from_config(config, workdir: str | None = None) -> Experiment:
     config = apply_tuned_alpha(config)
     sde, grid = sampling_schedule(config)
     precond = preconditioner_from_config(config)
-    builder, variables, field, checkpoint = score_model_from_config(config, workdir)
-    mixture = experiment_mixture(config)
-    mean, spectrum = prior_moments(config, field, mixture)
+    builder, variables, target, checkpoint = score_model_from_config(config, workdir)
+    field, mixture = split_target(target)
+    mean, spectrum = prior_moments(config, target)
     return Experiment(sde, grid, image_shape(config), builder, variables, precond, field,
                       mixture, checkpoint, mean, spectrum)
+
+
+def split_target(target) -> tuple[GaussianField | None, GaussianMixtureField | None]:
+    """(field, mixture): the target in the :class:`Experiment` slot of its type."""
+    return (target if isinstance(target, GaussianField) else None,
+            target if isinstance(target, GaussianMixtureField) else None)
 
 
 PRIORS = ('score_sde', 'mean', 'gaussian')
 
 
-def prior_moments(config, field, mixture=None
-                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
+def prior_moments(config, target) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(mean (H, W, C), half spectrum lambda (H, W // 2 + 1, C)) of ``sampling.prior``: both
     None for the reference's 'score_sde' prior, the data mean for 'mean', and the data mean
     and spectrum for 'gaussian' (x_T with the marginal's per-mode variance
-    alpha(T)^2 lambda + std(T)^2). Known exactly for Gaussian-field data, and the mean for
-    the Gaussian mixture (``mixture``, its exact mean sum_k pi_k mu_k)."""
+    alpha(T)^2 lambda + std(T)^2). Known exactly for an exact ``target``
+    (:mod:`pds.analytic.targets`): its mean, and its spectrum when every Fourier mode is an
+    independent Gaussian; else read from ``sampling.prior_stats``."""
+    from pds.analytic.targets import quoted, target_names
+
     prior = config.sampling.get('prior', 'score_sde')
     check_choice('sampling.prior', prior, PRIORS)
     if prior == 'score_sde':
@@ -152,17 +146,16 @@ def prior_moments(config, field, mixture=None
     stats = config.sampling.get('prior_stats', '')
     if stats:  # a network's data: the moments --mode=stats measured
         return stats_prior(config, stats, prior)
-    if field is None and mixture is not None and prior == 'mean':
-        return mixture.exact_moments(h, w)['mean'].astype(np.float32), None
-    if field is None:
+    if target is not None and prior == 'mean':
+        return target.prior_mean(h, w), None
+    if target is None or not target.gaussian_modes:
         raise ConfigError('sampling.prior', prior, "'score_sde' for this data (the "
                           f"{prior} prior needs the data's moments: set "
                           "sampling.prior_stats to a --mode=stats spectrum.npz; they are known "
-                          "for data.dataset='gaussian_field', the mean for 'gaussian_mixture')")
-    mean = np.broadcast_to(np.asarray(field.mean, np.float32), image_shape(config)).copy()
-    if prior == 'mean':
-        return mean, None
-    return mean, field.half_spectrum(h, w).astype(np.float32)
+                          f'for data.dataset={quoted(target_names(gaussian_modes=True))}, the '
+                          f'mean for {quoted(target_names(gaussian_modes=False))})')
+    spectrum = target.target_moments(h, w)[1][:, : w // 2 + 1]  # the rfft2 half spectrum
+    return target.prior_mean(h, w), spectrum.astype(np.float32)
 
 
 def stats_prior(config, path: str, prior: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -180,16 +173,3 @@ def stats_prior(config, path: str, prior: str) -> tuple[np.ndarray, np.ndarray |
         return mean_img, None
     half = np.moveaxis(power, 0, -1)[:, : w // 2 + 1]
     return mean_img, half.astype(np.float32)
-
-
-def experiment_mixture(config):
-    """The exact GaussianMixtureField of a 'gaussian_mixture' model or dataset, else None."""
-    if 'gaussian_mixture' not in (config.model.name, config.data.dataset):
-        return None
-    from pds.analytic.mixture import mixture_from_config
-
-    mixture = mixture_from_config(config)
-    if mixture.num_channels != image_shape(config)[2]:
-        raise ConfigError('model.mixture_means', config.model.mixture_means,
-                          f'one mean per channel (data.num_channels={image_shape(config)[2]})')
-    return mixture

@@ -94,7 +94,7 @@ for solver, kind, sde in ((WithCorrector(EDMStochastic(6, s_churn=40.0, s_tmin=0
     assert np.all(np.isfinite(outs[0][0])), type(solver.inner).__name__
 
 # The while loop: per-example step counts and a global stop, on 1 and 4 devices.
-from tests.pds.sampling.variable_steps import VariableSteps  # noqa: E402
+from tests.helpers.variable_steps import VariableSteps  # noqa: E402
 
 sde = VESDE(0.01, 20.0, 12)
 outs = []

@@ -1,14 +1,14 @@
 """The mean and Gaussian priors of a network's data, from a ``--mode=stats`` spectrum.npz
-(``sampling.prior_stats``; pds/modes/experiment.py)."""
+(``sampling.prior_stats``; pds/experiment/assemble.py)."""
 
 import numpy as np
 import pytest
 
 from pds.analytic.gaussian_field import GaussianField
-from pds.modes.experiment import experiment_from_config
+from pds.experiment.assemble import experiment_from_config
 from pds.modes.stats import power_spectrum
 from pds.runtime.errors import ConfigError
-from tests.pds.training.tiny_train_config import get_config
+from tests.helpers.tiny_train_config import get_config
 
 
 def network_config(tmp_path, prior, centered=False, **arrays):

@@ -6,8 +6,8 @@ claimed or an ``--overwrite`` began:
 
 - every float field is finite (no field of the config gives infinity a meaning);
 - ``seed`` is an integer in [0, 2^31) (the noise streams fold ``seed + k`` into a uint32);
-- ``model.name`` is a registered network or an exact-score model, and NCSN++'s Fourier
-  embedding comes with continuous time;
+- ``model.name`` is a registered network or an exact target's score
+  (:mod:`pds.analytic.targets`), and NCSN++'s Fourier embedding comes with continuous time;
 - upper bounds where a value would look like a hang or exhaust memory (``MAX_*``);
 - for ``--mode=train``: a positive learning rate.
 """
@@ -25,7 +25,6 @@ MAX_STEPS_EACH = 1_000  # sampling.n_steps_each (corrector steps per iteration)
 MAX_NUM_SAMPLES = 10_000_000  # eval.num_samples, bench.num_samples
 MAX_IMAGE_SIZE = 4096  # data.image_size
 MAX_CHANNELS = 4  # data.num_channels
-EXACT_MODELS = ('gaussian_field', 'gaussian_mixture')
 
 
 def flat_fields(config, prefix: str = '') -> dict[str, Any]:
@@ -92,5 +91,6 @@ def check_config(config, mode: str) -> None:
 
 def _model_names() -> list[str]:
     from models.registry import registered_models
+    from pds.analytic.targets import target_names
 
-    return sorted([*registered_models(), *EXACT_MODELS])
+    return sorted([*registered_models(), *target_names()])

@@ -1,0 +1,1 @@
+"""The test suite; shared helpers and subprocess drivers live in :mod:`tests.helpers`."""
