@@ -18,11 +18,13 @@ from pds.experiment.rounds import sample_rounds
 from pds.method.sde import VESDE, VPSDE, subVPSDE
 from pds.runtime.errors import ConfigError
 from pds.sampling.grid import noise_level_grid, sigma_of_t
-from pds.sampling.solver import solver_from_config
+from pds.sampling.solver import solver_from_config, solver_specs
 
 SOLVERS = {'pf_euler': ('logsnr', 1), 'edm_heun': ('karras', 2), 'dpm_solver_2m': ('logsnr', 2),
            'dpm_solver_3m': ('logsnr', 3), 'ddim': ('logsnr', 1), 'unipc': ('logsnr', 3)}
-GRID = {'edm_stochastic': 'karras', **{m: grid for m, (grid, _) in SOLVERS.items()}}
+# the grid of each solver: the order tests' choice above, else the one it declares
+GRID = {spec.name: spec.grid for spec in solver_specs()} | {
+    m: grid for m, (grid, _) in SOLVERS.items()}
 
 
 def ode_config(method: str, steps: int, sde: str = 'vesde', prior: str = 'mean'):
