@@ -40,13 +40,13 @@ METHODS = ('dpm_solver_2m', 'dpm_solver_3m', 'unipc')
 # float32 inputs, so their difference is our rounding. A step takes about a dozen operations,
 # each rounding to u of a quantity whose error the Gaussian flow carries to the output no
 # larger, relative to the output's scale (it contracts x-hat - mu, and errors with it, by
-# sqrt((v + sigma_n^2) / (v + sigma^2)) <= 1): ~12 u per step, 20 steps, 240 u = 1.4e-5 if
-# every rounding added with one sign; as independent roundings, ~sqrt(240) u = 1e-6. The
-# denoiser x-hat + sigma^2 alpha s cancels two terms of size |x-hat| (~sigma_max |z|): its
-# rounding u |x-hat| reaches the output weighed by the multistep coefficients (<= 1) and by
-# e^{k h} when a later step k reuses it (the flow contracts x-hat by e^{-h} per step); with
-# sigma_max <= 5 (|x-hat| <= 20) and h <= log(340) / 5 = 1.2 that stays of the order of the
-# per-step rounding (it is what grows with sigma_max and h). 1e-5 = 170 u bounds both.
+# sqrt((v + sigma_n^2) / (v + sigma^2)) <= 1): ~12 u per step, over 20 steps ~sqrt(240) u =
+# 1e-6 as independent roundings (240 u = 1.4e-5 only if all 240 took one sign). The denoiser
+# x-hat + sigma^2 alpha s cancels two terms of size |x-hat| (~sigma_max |z|): its rounding
+# u |x-hat| reaches the output weighed by the multistep coefficients (<= 1) and by e^{k h}
+# when a later step k reuses it (the flow contracts x-hat by e^{-h} per step); with
+# sigma_max <= 5 and h <= log(340) / 5 = 1.2 that share is of the same order (it grows with
+# sigma_max and h, hence this problem's sigma_max). 1e-5 = 170 u leaves a factor 5 to 10.
 TOL = 1e-5
 
 
