@@ -87,7 +87,8 @@ from pds.sampling.variant import reference_steps, solver_variant
 class DPMSolverPP:
     """DPM-Solver++ of multistep order 1 (DDIM), 2 or 3 (module docstring). ``variant``:
     'ours' or 'reference' (the official code's update; orders 2 and 3 only), which needs
-    ``steps``, the grid's N, for its lower-order final steps."""
+    ``steps``, the N of the grid it runs on, for its lower-order final steps (from_config
+    takes it from the config that gives the grid)."""
 
     order: int = 2
     variant: str = 'ours'

@@ -81,7 +81,8 @@ def corrector_weights(h, r, first):
 @dataclasses.dataclass(frozen=True)
 class UniPC:
     """UniPC-bh2 of order 2 (module docstring). ``variant``: 'ours' or 'reference' (the
-    official code's), which needs ``steps``, the grid's N, for its uncorrected last step."""
+    official code's), which needs ``steps``, the N of the grid it runs on, for its
+    uncorrected last step (from_config takes it from the config that gives the grid)."""
 
     variant: str = 'ours'
     steps: int = 0

@@ -288,3 +288,10 @@ def test_variant_is_recorded_in_the_summary(method):
     config.sampling.solver_variant = 'reference'
     built = solver_from_config(config, SDES['vesde'])
     assert built.summary()['solver_variant'] == 'reference' and built.steps == 8
+
+
+def test_ddim_has_no_variant():
+    """DDIM agrees with its official code: 'reference' builds the same solver."""
+    config = ode_config('ddim', 8)
+    config.sampling.solver_variant = 'reference'
+    assert solver_from_config(config, SDES['vesde']) == DPMSolverPP(1)
