@@ -86,6 +86,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     sampling.steps = config_dict.placeholder(int)  # set: overrides the iteration count
     sampling.grid = 'ladder'  # ladder (t uniform) | karras | logsnr (pds/sampling/grid.py)
     sampling.rho = 7.0  # the 'karras' grid's exponent
+    # dpm_solver_2m, dpm_solver_3m, unipc: 'ours' (as derived in their modules) or
+    # 'reference' (their official code's update and defaults, on the same grid; the other
+    # solvers ignore it): pds/sampling/variant.py
+    sampling.solver_variant = 'ours'
     # x_T: 'score_sde' (the reference: the SDE's prior, mean 0), 'mean' (the data mean
     # carried to T, plus the prior's noise: x_T = alpha(T) mu + prior) or 'gaussian' (also
     # the data spectrum: the marginal at T of a Gaussian with the data's mean and spectrum)

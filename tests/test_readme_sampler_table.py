@@ -14,4 +14,4 @@ def test_readme_sampler_table_is_generated_from_the_declarations():
     assert text.count(START) == 1 and text.count(END) == 1, 'README.md: sampler-table markers'
     got = text[text.index(START):text.index(END) + len(END)]
     assert got == markdown_table(), ('README.md sampler table is stale: replace it with the '
-                                     'output of `python -m pds.sampling.table`')
+                                     'output of `python -m pds.sampling.table README.md`')

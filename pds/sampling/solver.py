@@ -162,6 +162,7 @@ def solver_from_config(config, sde: SDE) -> Solver:
     """The solver of ``sampling.method`` built from its config fields, wrapped with the
     corrector of ``sampling.ode_corrector`` unless that is 'none'."""
     from pds.sampling import with_corrector
+    from pds.sampling.variant import solver_variant
 
     method = config.sampling.method
     spec = solver_spec(method)
@@ -171,6 +172,7 @@ def solver_from_config(config, sde: SDE) -> Solver:
                           f"'none' with sampling.method={method!r} (a corrector follows the "
                           'fixed-step ODE solvers: ' + ', '.join(corrected_methods()) + ')')
     require_no_preconditioner(config, spec)
+    solver_variant(config)  # validated for every solver; those without one ignore it
     solver = _REGISTRY.get(method)(config, sde)
     if corrector == 'none':
         return solver

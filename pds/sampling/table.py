@@ -1,10 +1,15 @@
 """The README's sampler table, written from the solvers' declarations.
 
-    python -m pds.sampling.table        prints it (tests/test_readme_sampler_table.py holds the
-                                        README's copy, between its sampler-table markers, to it)
+    python -m pds.sampling.table                  prints it
+    python -m pds.sampling.table README.md        rewrites README.md's copy (between the
+                                                  sampler-table markers) in place
+
+(tests/test_readme_sampler_table.py holds the README's copy to it.)
 """
 
 from __future__ import annotations
+
+import sys
 
 from pds.sampling.declaration import SolverSpec
 from pds.sampling.solver import solver_specs
@@ -28,5 +33,19 @@ def markdown_table() -> str:
     return '\n'.join([START, HEADER, *(row(spec) for spec in solver_specs()), END])
 
 
+def rewrite(path: str) -> None:
+    """Replace the table between the markers of the Markdown file ``path``."""
+    with open(path) as f:
+        text = f.read()
+    if text.count(START) != 1 or text.count(END) != 1:
+        raise SystemExit(f'error: {path} needs one {START} and one {END} line')
+    head, tail = text[:text.index(START)], text[text.index(END) + len(END):]
+    with open(path, 'w') as f:
+        f.write(head + markdown_table() + tail)
+
+
 if __name__ == '__main__':
-    print(markdown_table())
+    if len(sys.argv) > 1:
+        rewrite(sys.argv[1])
+    else:
+        print(markdown_table())
