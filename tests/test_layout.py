@@ -200,3 +200,11 @@ def test_tests_import_through_packages_not_sys_path():
     assert not bad, 'sys.path used at ' + ', '.join(bad)
     for package in ('tests', os.path.join('tests', 'helpers')):
         assert os.path.isfile(os.path.join(ROOT, package, '__init__.py')), package
+
+
+def test_pds_modes_holds_only_registered_modes():
+    """Every module of pds/modes is a mode main.py can run, and every mode has its module."""
+    from pds.modes import MODES
+
+    assert sorted(path.rsplit('.', 1)[1] for path in MODES.values()) == list(MODE_MODULES)
+    assert all(path == f'pds.modes.{name}' for name, path in MODES.items())
