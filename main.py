@@ -8,6 +8,7 @@ same command on every process with ``--distributed`` (see ``pds/runtime/distribu
 README's "Multi-host runs").
 """
 
+import atexit
 import importlib
 import os
 import traceback
@@ -113,9 +114,12 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     from pds.modes import config_checks
+    from pds.runtime import workdir_lock
     from pds.runtime.errors import ConfigError, RunError
 
     try:  # the config alone: every process of a job meets the same error, before joining
+        if not FLAGS.distributed:  # one run per workdir, refused before flax and jax load
+            atexit.register(workdir_lock.WorkdirLock(FLAGS.workdir).acquire().release)
         config_checks.check_config(FLAGS.config, FLAGS.mode)
     except ConfigError as err:
         progress.fail(f'error: {err}', 2)
@@ -132,6 +136,8 @@ def main(argv):
             raise ConfigError('--mode', FLAGS.mode, 'sample, bench, train, stats or eval in a '
                               'multi-process job (convert and fid are one-process tools: '
                               'drop --distributed)')
+        if FLAGS.distributed and (lock := workdir_lock.hold_for_job(FLAGS.workdir)):
+            atexit.register(lock.release)
         module = importlib.import_module(MODES[FLAGS.mode])
         extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
         config = FLAGS.config
