@@ -38,6 +38,7 @@ import os
 import numpy as np
 
 from pds.analytic.fd import expected_floor
+from pds.method import tuned_tables
 from pds.modes import bench, plotting
 from pds.modes.bench import Experiments, Method
 from pds.modes.sample import count_rounds
@@ -218,14 +219,7 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
 
 def sampler_settings(config) -> dict:
     """What the table is valid for: the sampler and schedule it was tuned on."""
-    s, m = config.sampling, config.model
-    return {'sde': config.training.sde, 'sigma_max': m.sigma_max, 'sigma_min': m.sigma_min,
-            'num_scales': m.num_scales, 'predictor': s.predictor, 'corrector': s.corrector,
-            'snr': s.snr, 'n_steps_each': s.n_steps_each,
-            'predictor_form': s.pds.get('predictor_form', 'reference'),
-            'freq_mask': s.pds.freq_mask, 'space_mask': s.pds.space_mask,
-            'transform': s.pds.transform, 'dataset': config.data.dataset,
-            'image_size': config.data.image_size}
+    return tuned_tables.sampler_settings(config)
 
 
 def _fmt(v: float) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 from flax import struct
 
 from pds.method.sde import SDE, base_sampling_eps, scale_and_sigma, sde_from_config
+from pds.runtime import bounds, field_ranges
 from pds.runtime.errors import ConfigError, check_choice
 
 GRIDS = ('ladder', 'karras', 'logsnr')
@@ -99,12 +100,14 @@ def noise_level_grid(sde: SDE, n: int, eps: float, kind: str, rho: float = 7.0,
         sigma = np.exp(np.log(s_max) + u * (np.log(s_min) - np.log(s_max)))
     t = t_of_sigma(sde, sigma, eps, T)
     t[0], t[-1] = T, eps
+    field_ranges.check_time_grid(t, kind, rho)
     index = np.rint((t - eps) / (T - eps) * (n - 1)).astype(np.int32)
     return TimeGrid(t=t.astype(np.float32), index=index, eps=float(eps))
 
 
 def num_iterations(config) -> tuple[int, float]:
     """(N, speed_up) from ``sampling.steps`` or ``sampling.speed_up``; validates both."""
+    bounds.iterations(config)  # N within MAX_ITERATIONS, named by the field that sets it
     steps = config.sampling.get('steps', None)
     num_scales = int(config.model.num_scales)
     if steps is not None:
@@ -129,4 +132,5 @@ def sampling_schedule(config) -> tuple[SDE, TimeGrid]:
     if isinstance(rho, bool) or not isinstance(rho, int | float) or not rho > 0:
         raise ConfigError('sampling.rho', rho, 'a number > 0 (EDM uses 7)')
     eps = base_sampling_eps(sde) * speed_up
+    field_ranges.check_eps(eps, sde.T, n, speed_up)
     return sde, noise_level_grid(sde, n, eps, kind, float(rho), sde.T)
