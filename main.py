@@ -125,6 +125,11 @@ def main(argv):
         progress.fail(f'error: {err}', 2)
     import jax
 
+    from pds.storage import leftovers
+
+    if not FLAGS.distributed:  # the lock is ours: no live run of this program writes these
+        leftovers.remove_temporaries(FLAGS.workdir)
+
     from pds.modes.experiment import apply_tuned_alpha
     from pds.runtime import distributed
 
@@ -138,6 +143,7 @@ def main(argv):
                               'drop --distributed)')
         if FLAGS.distributed and (lock := workdir_lock.hold_for_job(FLAGS.workdir)):
             atexit.register(lock.release)
+            leftovers.remove_temporaries(FLAGS.workdir)
         module = importlib.import_module(MODES[FLAGS.mode])
         extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
         config = FLAGS.config

@@ -359,7 +359,7 @@ def test_damaged_store_is_config_error(tmp_path, sources, damage):
             if f.is_file() and f.parent.name == 'd':
                 f.write_bytes(f.read_bytes()[:10])
     # the manifest of sha256 sums names the damaged file before orbax reads it
-    with pytest.raises(ConfigError, match='sha256sums.json.*the checkpoint is damaged') as err:
+    with pytest.raises(ConfigError, match=r'sha256sums\.json.*the checkpoint is damaged') as err:
         sampling_checkpoints.restore_variables(str(ckpt_dir), src.config)
     assert '\n' not in str(err.value)
 
