@@ -12,9 +12,9 @@ zero, FD 4.5e61 with every value clipped) without naming the field:
   computing in float32 cannot meet a smaller one and shrinks its step to nothing):
   ``sampling.adaptive.rtol``, ``atol``, ``eps_rel``, ``eps_abs`` and the bench's ladders
   ``bench.rtols``, ``bench.eps_rels``;
-- the time grid (:func:`check_time_grid` and :func:`check_eps`, called where the grid is
-  built): its float64 times finite and strictly decreasing from T to eps, named by the field
-  that placed them (``sampling.rho`` for the Karras grid, ``sampling.speed_up`` through eps).
+- the time grid (:func:`check_time_grid`, called where the grid is built): its float64 times
+  finite and strictly decreasing from T to eps, named by the field that placed them
+  (``sampling.rho`` for the Karras grid).
 """
 
 from __future__ import annotations
@@ -109,11 +109,3 @@ def check_time_grid(t: np.ndarray, kind: str, rho: float) -> None:
     raise ConfigError('sampling.grid', kind, 'a grid whose times are finite and strictly '
                       'decreasing in float64 for this SDE')
 
-
-def check_eps(eps: float, T: float, n: int, speed_up: float) -> None:
-    """ConfigError unless the smallest time eps (the reference's base eps x speed_up) lies in
-    (0, T) when the grid has more than one time."""
-    if n > 1 and not 0 < eps < T:
-        raise ConfigError('sampling.speed_up', speed_up, f'a speed-up whose smallest time eps '
-                          f'= base eps x speed_up = {eps:g} lies below T={T:g} (the grid runs '
-                          'from T down to eps)')

@@ -132,5 +132,4 @@ def sampling_schedule(config) -> tuple[SDE, TimeGrid]:
     if isinstance(rho, bool) or not isinstance(rho, int | float) or not rho > 0:
         raise ConfigError('sampling.rho', rho, 'a number > 0 (EDM uses 7)')
     eps = base_sampling_eps(sde) * speed_up
-    field_ranges.check_eps(eps, sde.T, n, speed_up)
     return sde, noise_level_grid(sde, n, eps, kind, float(rho), sde.T)
