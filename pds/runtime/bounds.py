@@ -26,6 +26,7 @@ list or the other). Counts derived from several fields are bounded too:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from pds.runtime.errors import ConfigError
@@ -96,7 +97,7 @@ NOT_COUNTS: dict[str, str] = {
 
 
 def _is_int(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int)
+    return not isinstance(v, bool) and isinstance(v, numbers.Integral)  # numpy's too
 
 
 def _field(config, name: str, default: Any = None) -> Any:

@@ -107,19 +107,18 @@ def noise_level_grid(sde: SDE, n: int, eps: float, kind: str, rho: float = 7.0,
 
 def num_iterations(config) -> tuple[int, float]:
     """(N, speed_up) from ``sampling.steps`` or ``sampling.speed_up``; validates both."""
-    bounds.iterations(config)  # N within MAX_ITERATIONS, named by the field that sets it
     steps = config.sampling.get('steps', None)
     num_scales = int(config.model.num_scales)
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
             raise ConfigError('sampling.steps', steps, 'an integer >= 1 (or None to use '
                               'sampling.speed_up)')
-        return int(steps), 1.0
+        return bounds.iterations(config), 1.0  # int(steps), within MAX_ITERATIONS
     speed_up = config.sampling.speed_up
     if not isinstance(speed_up, int | float) or not speed_up > 0 or speed_up > num_scales:
         raise ConfigError('sampling.speed_up', speed_up,
                           f'a number in (0, model.num_scales={num_scales}]')
-    return int(num_scales / speed_up), float(speed_up)
+    return bounds.iterations(config), float(speed_up)  # int(num_scales / speed_up), bounded
 
 
 def sampling_schedule(config) -> tuple[SDE, TimeGrid]:

@@ -167,3 +167,26 @@ def test_two_concurrent_runs_the_second_refuses_the_first_matches_a_solo_run(tmp
         return {k: v for k, v in metrics.items() if 'seconds' not in k}
 
     assert untimed(solo / 'metrics.json') == untimed(shared / 'metrics.json')
+
+
+@pytest.mark.slow
+def test_a_multi_process_job_on_a_locked_workdir_stops_on_every_process(tmp_path):
+    """Process 0 tries the lock; the others learn that it is held and stop alike (exit 2)."""
+    from tests.multiprocess import run_job
+
+    proc = holder(tmp_path)
+    try:
+        before = tree_hash(tmp_path)
+        job = run_job([f'--config={FIELD}', f'--workdir={tmp_path}', '--mode=sample',
+                       '--config.sampling.steps=2', '--config.eval.num_samples=4',
+                       '--config.eval.batch_size=2'], processes=2, devices=1, timeout=300)
+        assert tree_hash(tmp_path) == before
+    finally:
+        proc.kill()
+        proc.wait()
+    lines = [[ln for ln in r.stderr.splitlines() if 'error:' in ln] for r in job]
+    for r, found in zip(job, lines, strict=True):
+        assert r.returncode == 2, r.explain()
+        assert len(found) == 1 and 'Traceback' not in r.stderr, r.explain()
+    assert f'pid {proc.pid} on host {socket.gethostname()}' in lines[0][0]
+    assert 'process 0 could not take its lock' in lines[1][0]
