@@ -78,7 +78,7 @@ COUNT_FIELDS: dict[str, tuple[int, int, str]] = {
     'data.shuffle_buffer': (1, MAX_SAMPLES, 'examples held by the shuffle buffer'),
     'model.nf': (1, 4096, 'channels of the network'),
     'model.ch_mult': (1, 64, 'channel multipliers of the network'),
-    'model.num_res_blocks': (1, 64, 'blocks per resolution of the network'),
+    'model.num_res_blocks': (0, 64, 'blocks per resolution of the network'),
 }
 # ladders: at most MAX_RUNGS entries each
 LADDERS = ('tune.steps', 'tune.alphas', 'bench.steps', 'bench.alphas', 'bench.spot_checks',
