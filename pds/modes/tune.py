@@ -38,7 +38,6 @@ import os
 import numpy as np
 
 from pds.analytic.fd import expected_floor
-from pds.method import tuned_tables
 from pds.modes import bench, plotting
 from pds.modes.bench import Experiments, Method
 from pds.modes.sample import count_rounds
@@ -219,6 +218,8 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
 
 def sampler_settings(config) -> dict:
     """What the table is valid for: the sampler and schedule it was tuned on."""
+    from pds.method import tuned_tables
+
     return tuned_tables.sampler_settings(config)
 
 
