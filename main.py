@@ -8,6 +8,7 @@ same command on every process with ``--distributed`` (see ``pds/runtime/distribu
 docs/usage.md, "Multi-host runs").
 """
 
+import atexit
 import os
 import traceback
 from typing import TYPE_CHECKING
@@ -103,13 +104,21 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {argv[1:]}')
     from pds.experiment import config_checks
+    from pds.runtime import workdir_lock
     from pds.runtime.errors import ConfigError, RunError
 
     try:  # the config alone: every process of a job meets the same error, before joining
+        if not FLAGS.distributed:  # one run per workdir, refused before flax and jax load
+            atexit.register(workdir_lock.WorkdirLock(FLAGS.workdir).acquire().release)
         config_checks.check_config(FLAGS.config, FLAGS.mode)
     except ConfigError as err:
         progress.fail(f'error: {err}', 2)
     import jax
+
+    from pds.storage import leftovers
+
+    if not FLAGS.distributed:  # the lock is ours: no live run of this program writes these
+        leftovers.remove_temporaries(FLAGS.workdir)
 
     from pds.experiment.assemble import apply_tuned_alpha
     from pds.runtime import distributed
@@ -122,6 +131,9 @@ def main(argv):
             raise ConfigError('--mode', FLAGS.mode, 'sample, bench, train, stats or eval in a '
                               'multi-process job (convert and fid are one-process tools: '
                               'drop --distributed)')
+        if FLAGS.distributed and (lock := workdir_lock.hold_for_job(FLAGS.workdir)):
+            atexit.register(lock.release)
+            leftovers.remove_temporaries(FLAGS.workdir)
         extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
         config = FLAGS.config
         if FLAGS.mode in TUNED_MODES:  # reports then show the alpha the run used

@@ -32,6 +32,9 @@ def pds_sampling_fields() -> ml_collections.ConfigDict:
     # looked up for the run's iteration count (pds/method/tuned_alpha.py) and the value above
     # is ignored; N between two tuned counts interpolates log alpha over log N.
     pds.tuned = ''
+    # the table records the settings it was tuned under (sampler, noise range, masks, data);
+    # a run whose settings differ is refused unless this is True (pds/method/tuned_tables.py)
+    pds.tuned_any_config = False
     return pds
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from pds.method import tuned_tables
+from pds.runtime import bounds, field_ranges
 from pds.runtime.errors import ConfigError
 
 SEED_LIMIT = 2 ** 31
@@ -83,6 +85,9 @@ def check_config(config, mode: str) -> None:
     _int_in('eval.num_samples', config.eval.num_samples, 1, MAX_NUM_SAMPLES)
     if 'bench' in config:
         _int_in('bench.num_samples', config.bench.num_samples, 1, MAX_NUM_SAMPLES)
+    bounds.check_counts(config, mode)
+    field_ranges.check_fields(config)
+    tuned_tables.check_tuned(config, mode)
     if mode == 'train':
         lr = config.optim.lr
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:

@@ -21,29 +21,68 @@ import json
 import math
 import os
 
+from pds.runtime.bounds import MAX_ITERATIONS as MAX_TABLE_STEPS
 from pds.runtime.errors import ConfigError
 
 FIELD = 'sampling.pds.tuned'
 EXPECTED = "a tune/alpha.json written by --mode=tune"
 
 
-def read_table(path: str) -> tuple[list[int], list[float | None]]:
-    """(tuned iteration counts, increasing; alpha* per count, None: no PDS) from ``path``."""
+MAX_TABLE_BYTES = 1 << 20  # a table of MAX_RUNGS counts is a few kB
+
+
+def _refuse_constant(token: str):
+    raise ValueError(f'{token} is not a JSON number')
+
+
+def _strict_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f'{text} is not a finite float64')
+    return value
+
+
+def load_table(path: str) -> dict:
+    """The JSON object of ``path``: strict JSON numbers (no NaN / Infinity, none beyond
+    float64), at most MAX_TABLE_BYTES (checked before reading), ConfigError otherwise."""
     if not os.path.isfile(path):
         raise ConfigError(FIELD, path, f'{EXPECTED} (no such file)')
     try:
+        size = os.path.getsize(path)
+        if size > MAX_TABLE_BYTES:
+            raise ValueError(f'{size} bytes, more than the {MAX_TABLE_BYTES} a table can need')
         with open(path, encoding='utf-8') as fp:
-            table = json.load(fp)
-        steps = [int(s) for s in table['steps']]
-        alphas = [None if a is None else float(a) for a in table['alpha']]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ConfigError(FIELD, path, f'{EXPECTED} ({type(err).__name__}: {err})') from None
-    ok = (len(steps) == len(alphas) >= 1 and all(s >= 1 for s in steps)
+            table = json.loads(fp.read(MAX_TABLE_BYTES + 1), parse_constant=_refuse_constant,
+                               parse_float=_strict_float)
+        if not isinstance(table, dict):
+            raise TypeError('the file does not hold a JSON object')
+    except (OSError, ValueError, TypeError, RecursionError) as err:
+        raise ConfigError(FIELD, path, f'{EXPECTED} ({type(err).__name__}: '
+                          f'{str(err)[:200]})') from None
+    return table
+
+
+def read_table(path: str) -> tuple[list[int], list[float | None]]:
+    """(tuned iteration counts, increasing; alpha* per count, None: no PDS) from ``path``."""
+    table = load_table(path)
+    try:
+        raw_steps, raw_alphas = list(table['steps']), list(table['alpha'])
+        if any(isinstance(s, bool) or not isinstance(s, int) for s in raw_steps):
+            raise TypeError(f'steps {raw_steps[:8]} are not all integers')
+        if any(a is not None and (isinstance(a, bool) or not isinstance(a, int | float))
+               for a in raw_alphas):
+            raise TypeError('alpha holds an entry that is neither a number nor null')
+        steps = [int(s) for s in raw_steps]
+        alphas = [None if a is None else float(a) for a in raw_alphas]
+    except (ValueError, KeyError, TypeError, OverflowError) as err:
+        raise ConfigError(FIELD, path, f'{EXPECTED} ({type(err).__name__}: '
+                          f'{str(err)[:200]})') from None
+    ok = (len(steps) == len(alphas) >= 1 and all(1 <= s <= MAX_TABLE_STEPS for s in steps)
           and all(b > a for a, b in itertools.pairwise(steps))
           and all(a is None or (math.isfinite(a) and a > 1) for a in alphas))
     if not ok:
-        raise ConfigError(FIELD, path, f'{EXPECTED} (increasing counts >= 1, one alpha > 1 '
-                          'or null each)')
+        raise ConfigError(FIELD, path, f'{EXPECTED} (increasing integer counts in [1, '
+                          f'{MAX_TABLE_STEPS}], one alpha > 1 or null each)')
     return steps, alphas
 
 

@@ -120,14 +120,9 @@ def run(config, workdir: str, overwrite: bool = False) -> dict:
 
 def sampler_settings(config) -> dict:
     """What the table is valid for: the sampler and schedule it was tuned on."""
-    s, m = config.sampling, config.model
-    return {'sde': config.training.sde, 'sigma_max': m.sigma_max, 'sigma_min': m.sigma_min,
-            'num_scales': m.num_scales, 'predictor': s.predictor, 'corrector': s.corrector,
-            'snr': s.snr, 'n_steps_each': s.n_steps_each,
-            'predictor_form': s.pds.get('predictor_form', 'reference'),
-            'freq_mask': s.pds.freq_mask, 'space_mask': s.pds.space_mask,
-            'transform': s.pds.transform, 'dataset': config.data.dataset,
-            'image_size': config.data.image_size}
+    from pds.method import tuned_tables
+
+    return tuned_tables.sampler_settings(config)
 
 
 def to_markdown(report: dict) -> str:

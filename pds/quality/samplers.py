@@ -153,6 +153,10 @@ def cell_configs(config, name: str, budgets: list[int], rtols: list[float],
         cfg = copy.deepcopy(base)
         cfg.sampling.steps = int(n)
         out.append((f'N={n}', apply_tuned_alpha(cfg)))
+    if not out:
+        raise ConfigError('bench.samplers', name, 'samplers with at least one budget of '
+                          f'bench.nfe={tuple(budgets)} that gives them an iteration count in '
+                          f'[{low}, {high}] ({name} has none: raise bench.nfe or drop it)')
     return out
 
 

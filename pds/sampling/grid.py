@@ -32,6 +32,7 @@ import numpy as np
 from flax import struct
 
 from pds.method.sde import SDE, base_sampling_eps, scale_and_sigma, sde_from_config
+from pds.runtime import bounds, field_ranges
 from pds.runtime.errors import ConfigError, check_choice
 
 GRIDS = ('ladder', 'karras', 'logsnr')
@@ -99,6 +100,7 @@ def noise_level_grid(sde: SDE, n: int, eps: float, kind: str, rho: float = 7.0,
         sigma = np.exp(np.log(s_max) + u * (np.log(s_min) - np.log(s_max)))
     t = t_of_sigma(sde, sigma, eps, T)
     t[0], t[-1] = T, eps
+    field_ranges.check_time_grid(t, kind, rho)
     index = np.rint((t - eps) / (T - eps) * (n - 1)).astype(np.int32)
     return TimeGrid(t=t.astype(np.float32), index=index, eps=float(eps))
 
@@ -111,12 +113,12 @@ def num_iterations(config) -> tuple[int, float]:
         if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
             raise ConfigError('sampling.steps', steps, 'an integer >= 1 (or None to use '
                               'sampling.speed_up)')
-        return int(steps), 1.0
+        return bounds.iterations(config), 1.0  # int(steps), within MAX_ITERATIONS
     speed_up = config.sampling.speed_up
     if not isinstance(speed_up, int | float) or not speed_up > 0 or speed_up > num_scales:
         raise ConfigError('sampling.speed_up', speed_up,
                           f'a number in (0, model.num_scales={num_scales}]')
-    return int(num_scales / speed_up), float(speed_up)
+    return bounds.iterations(config), float(speed_up)  # int(num_scales / speed_up), bounded
 
 
 def sampling_schedule(config) -> tuple[SDE, TimeGrid]:

@@ -20,6 +20,7 @@ against the network of the config before loading any array, and a mismatch is a
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -32,7 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging as absl_logging
 
+from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
+from pds.storage import checksums
 
 ITEMS = ('variables', 'meta')
 
@@ -164,8 +167,9 @@ def save_variables(ckpt_dir: str, variables: Mapping[str, Any], step: int,
         root = ckpt_dir
         aside = _set_aside(step_dir) if os.path.exists(step_dir) else None
     ocp = _ocp()
-    meta = {**(metadata or {}), 'step': step}
-    args = ocp.args.Composite(variables=ocp.args.StandardSave(_plain_tree(variables)),
+    plain = _plain_tree(variables)
+    meta = {**(metadata or {}), 'step': step, 'checksums': checksums.tree_checksums(plain)}
+    args = ocp.args.Composite(variables=ocp.args.StandardSave(plain),
                               meta=ocp.args.JsonSave(meta))
     try:
         with _manager(root, create=True) as manager:
@@ -173,6 +177,9 @@ def save_variables(ckpt_dir: str, variables: Mapping[str, Any], step: int,
             manager.wait_until_finished()
         if not saved:
             raise RuntimeError(f'orbax declined to save step {step} in {ckpt_dir}')
+        if jax.process_index() == 0:  # every file of the step, the leaf sums' meta included
+            checksums.write_manifest(os.path.join(root, str(step)))
+        distributed.barrier(f'checkpoints:{step}:manifest')
         if staged:
             aside = _set_aside(step_dir) if os.path.exists(step_dir) else None
             os.rename(os.path.join(root, str(step)), step_dir)
@@ -283,6 +290,7 @@ def restore_variables(ckpt_dir: str, config, step: int | None = None) -> dict[st
     ocp = _ocp()
     step_dir = os.path.join(ckpt_dir, str(step))
     expected = abstract_variables(config)
+    verified = checksums.verify_manifest(step_dir)
     try:
         with _manager(ckpt_dir, create=False) as manager:
             stored = _stored_tree(manager.item_metadata(step)['variables'])
@@ -290,8 +298,9 @@ def restore_variables(ckpt_dir: str, config, step: int | None = None) -> dict[st
                 raise ConfigError('checkpoint', step_dir, 'a readable orbax checkpoint (its '
                                   'variables/_METADATA is missing or unreadable)')
             check_variables(stored, expected, 'checkpoint', step_dir)
-            restored = manager.restore(
-                step, args=ocp.args.Composite(variables=ocp.args.StandardRestore()))
+            restored = manager.restore(step, args=ocp.args.Composite(
+                variables=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        verify_leaves(restored['variables'], restored['meta'], step_dir, verified)
     except ConfigError:
         raise
     except Exception as err:  # orbax/tensorstore errors on damaged files
@@ -300,6 +309,35 @@ def restore_variables(ckpt_dir: str, config, step: int | None = None) -> dict[st
     absl_logging.info('restored checkpoint step %d from %s', step, ckpt_dir)
     return jax.tree_util.tree_map(lambda a, e: jnp.asarray(a, e.dtype),
                                   dict(restored['variables']), expected)
+
+
+def verify_leaves(variables: Any, meta: Mapping[str, Any], step_dir: str,
+                  manifest: bool) -> None:
+    """Compare the restored ``variables`` with the per-leaf sha256 of ``meta['checksums']``:
+    ConfigError naming the first parameter that differs. A checkpoint written before
+    checksums existed (neither leaf sums nor a manifest) loads with one warning per process;
+    one with leaf sums but no manifest, or a manifest but no leaf sums, was damaged."""
+    recorded = meta.get('checksums') if isinstance(meta, Mapping) else None
+    if recorded is None and not manifest:
+        _warn_unverified(os.path.dirname(step_dir))
+        return
+    if not isinstance(recorded, Mapping) or not manifest:
+        missing = 'leaf checksums in meta' if manifest else checksums.MANIFEST
+        raise ConfigError('checkpoint', step_dir, f'a checkpoint with its {missing} (the '
+                          f'other record is there): the checkpoint is damaged; '
+                          f'{checksums.REPAIR}')
+    diff = checksums.first_difference(checksums.tree_checksums(_plain_tree(variables)),
+                                      recorded)
+    if diff is not None:
+        name, reason = diff
+        raise ConfigError('checkpoint', step_dir, f'parameter {name} matching its recorded '
+                          f'sha256 ({reason}): the checkpoint is damaged; {checksums.REPAIR}')
+
+
+@functools.cache
+def _warn_unverified(ckpt_dir: str) -> None:
+    absl_logging.warning('%s: sampling checkpoints written before checksums existed load '
+                         'unverified (re-export or re-convert them to add checksums)', ckpt_dir)
 
 
 def _first_line(err: BaseException) -> str:

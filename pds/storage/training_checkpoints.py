@@ -30,7 +30,6 @@ ConfigError rather than reporting an empty workdir.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from typing import Any
@@ -41,6 +40,7 @@ from absl import logging as absl_logging
 
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError
+from pds.storage.checksums import leaf_checksum
 from pds.storage.sampling_checkpoints import orbax_manager
 
 KINDS = ('snapshots', 'preemption')
@@ -62,14 +62,6 @@ def flatten_state(state: Any) -> tuple[dict[str, Any], list[str]]:
     with_path, _ = jax.tree_util.tree_flatten_with_path(state)
     leaves = {_leaf_key(i): leaf for i, (_, leaf) in enumerate(with_path)}
     return leaves, [jax.tree_util.keystr(p) for p, _ in with_path]
-
-
-def leaf_checksum(value: Any) -> str:
-    """sha256 (hex) of a host array's dtype name, shape and bytes in C order."""
-    a = np.ascontiguousarray(np.asarray(value))
-    h = hashlib.sha256(f'{a.dtype.name}{tuple(int(d) for d in a.shape)}'.encode())
-    h.update(a.reshape(-1).view(np.uint8).data)
-    return h.hexdigest()
 
 
 class ChecksumMismatchError(RuntimeError):
