@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from pds.method import tuned_alpha, tuned_tables
 from pds.experiment.config_checks import check_config, flat_fields
+from pds.method import tuned_alpha, tuned_tables
 from pds.runtime import bounds
 from pds.runtime.errors import ConfigError
 from tests.helpers.paths import ROOT
