@@ -236,7 +236,7 @@ def test_bench_preset_table_with_infinity_is_refused(tmp_path):
 
 
 def test_bench_sampler_without_a_fitting_budget_is_named():
-    from pds.modes import sampler_bench
+    from pds.quality import samplers as sampler_bench
 
     config = config_of(**{'bench.samplers': ('pc', 'edm_heun'), 'bench.nfe': (1,)})
     _, budgets, rtols, eps_rels = sampler_bench.settings(config)
