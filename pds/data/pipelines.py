@@ -12,6 +12,9 @@ Sources (``config.data.dataset``)
 - 'gaussian_field': exact samples of ``pds.analytic.gaussian_field.field_from_config(config)``;
   example i of a stream is a function of (seed, stream, i) only;
 - 'gaussian_mixture': the same for ``pds.analytic.mixture.mixture_from_config(config)``;
+- 'photos': RGB patches of the photographs in scikit-image's wheel (``pds.data.photos``):
+  split 'train' the training patches, 'eval' reference set A (held-out pixels); example i of a
+  split is a function of (seed, split, i) only;
 - 'npz': ``data.path``, an ``.npz`` with key 'images' or 'arr_0' (or an ``.npy``), uint8 in
   [0, 255] or float in [0, 1], (N, H, W, C) or (N, H, W);
 - 'folder': ``data.path``, a folder of image files, any size (:class:`ImageFolder` says which
@@ -24,7 +27,7 @@ Sources (``config.data.dataset``)
 Images that are not ``data.image_size`` square are centre-cropped to a square of the shorter
 side and resized (bilinear, antialiased when shrinking), as score_sde does for LSUN.
 
-Order and determinism. Array sources (gaussian_field, npz, folder) are indexed: global
+Order and determinism. Array sources (gaussian_field, photos, npz, folder) are indexed: global
 position p (batch b holds positions [b B, (b + 1) B)) maps to example ``perm_e[p mod N]`` of
 epoch e = p // N, ``perm_e`` a permutation drawn from (seed, e) (train) or the identity
 (eval). Process k of P takes the k-th of P equal slices of each global batch and reads only
@@ -50,7 +53,7 @@ from pds.storage import readers
 
 TFDS_DATASETS = ('CIFAR10', 'SVHN', 'CELEBA', 'LSUN')
 PREPARED_DATASETS = ('FFHQ', 'CelebAHQ')
-DATASETS = ('gaussian_field', 'gaussian_mixture', 'npz', 'folder', *TFDS_DATASETS,
+DATASETS = ('gaussian_field', 'gaussian_mixture', 'photos', 'npz', 'folder', *TFDS_DATASETS,
             *PREPARED_DATASETS, 'tfds:<name>')
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
 SPLITS = ('train', 'eval')
@@ -333,7 +336,7 @@ def resolve_split(split: str) -> str:
 
 def dataset_name(config) -> str:
     name = config.data.dataset
-    known = ('gaussian_field', 'gaussian_mixture', 'npz', 'folder', *TFDS_DATASETS,
+    known = ('gaussian_field', 'gaussian_mixture', 'photos', 'npz', 'folder', *TFDS_DATASETS,
              *PREPARED_DATASETS)
     if not isinstance(name, str) or not (name in known or name.startswith('tfds:')):
         raise ConfigError('data.dataset', name, 'allowed: ' + ', '.join(map(repr, DATASETS)))
@@ -350,6 +353,10 @@ def array_source(config, split: str, seed: int, path: str | None = None) -> Arra
         return GaussianFieldSource(config, seed, _SPLIT_TAG[resolve_split(split)])
     if name == 'gaussian_mixture':
         return GaussianMixtureSource(config, seed, _SPLIT_TAG[resolve_split(split)])
+    if name == 'photos':
+        from pds.data.photos import PhotoSource
+
+        return PhotoSource(config, seed, resolve_split(split))
     if name in PREPARED_DATASETS and config.data.get('tfrecords_path', '') and not path:
         return None
     if name in ('npz', 'folder', *PREPARED_DATASETS):

@@ -9,6 +9,7 @@ claimed or an ``--overwrite`` began:
 - ``model.name`` is a registered network or an exact-score model, and NCSN++'s Fourier
   embedding comes with continuous time;
 - upper bounds where a value would look like a hang or exhaust memory (``MAX_*``);
+- the ``data.photo*`` fields of ``data.dataset='photos'`` (pds/data/photos.py);
 - for ``--mode=train``: a positive learning rate.
 """
 
@@ -84,6 +85,10 @@ def check_config(config, mode: str) -> None:
     _int_in('eval.num_samples', config.eval.num_samples, 1, MAX_NUM_SAMPLES)
     if 'bench' in config:
         _int_in('bench.num_samples', config.bench.num_samples, 1, MAX_NUM_SAMPLES)
+    if config.data.get('dataset') == 'photos':  # the data.photo* fields, without the images
+        from pds.data.photos import photo_settings
+
+        photo_settings(config)
     if mode == 'train':
         lr = config.optim.lr
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
