@@ -207,3 +207,24 @@ def test_stats_mode_writes_the_pds_masks(tmp_path):
     np.testing.assert_allclose(space, np.moveaxis((x ** 2).mean(axis=0), 2, 0), rtol=1e-5)
     power = np.abs(np.fft.fft2(np.moveaxis(x, 3, 1))) ** 2
     np.testing.assert_allclose(freq, np.log1p(power.mean(axis=0)), rtol=1e-5)
+
+
+def test_main_checks_the_photo_fields_before_writing(tmp_path):
+    import subprocess
+    import sys
+
+    from pds.modes import config_checks
+
+    config = small_config(photo_gap=-3)
+    with pytest.raises(ConfigError, match=r'data\.photo_gap=-3'):
+        config_checks.check_config(config, 'stats')
+    workdir = tmp_path / 'run'
+    proc = subprocess.run(
+        [sys.executable, 'main.py', '--config=configs/photo/photos_16.py', f'--workdir={workdir}',
+         '--mode=stats', "--config.data.photos=('astronaut', 'cat')"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env=dict(os.environ, JAX_PLATFORMS='cpu'))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "invalid data.photos=('astronaut', 'cat')" in lines[0]
+    assert not workdir.exists()
