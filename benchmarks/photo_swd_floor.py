@@ -13,7 +13,11 @@ settings: 128 descriptors per image, 512 directions, per-set normalisation) with
 - region_train_vs_A and region_floor: the same with ``data.photo_holdout='region'`` (the
   generalisation check: a held-out strip on the right of each photograph).
 
-    PYTHONPATH=. python benchmarks/photo_swd_floor.py [--sizes 256 1024]
+``--se-repeats R`` also checks the SE: R independent repeats of train_vs_A on the first
+config at the first size (draws [k n, (k + 1) n) of each split, SWD seed k), the spread of
+their values against the mean stated SE.
+
+    PYTHONPATH=. python benchmarks/photo_swd_floor.py [--sizes 256 1024] [--se-repeats 0]
         [--out benchmarks/results/photo_swd_floor.json] [--smoke]
 
 Writes the JSON and a markdown table next to it (.md).
@@ -65,6 +69,23 @@ def comparisons(config, n: int, swd_kwargs: dict) -> list[dict]:
     return rows
 
 
+def se_check(config, n: int, repeats: int, swd_kwargs: dict) -> dict:
+    """Values and stated SEs of ``repeats`` independent train_vs_A comparisons."""
+    import numpy as np
+
+    from evaluation.swd import swd
+
+    values, ses = [], []
+    for k in range(repeats):
+        r = swd(draws(config, 'train', k * n, n), draws(config, 'eval', k * n, n), seed=k,
+                **swd_kwargs)
+        values.append(r.value)
+        ses.append(r.se)
+        print(f'se check {k}: {r.value:.2f} +- {r.se:.2f}', flush=True)
+    return {'image_size': config.data.image_size, 'n': n, 'values': values, 'ses': ses,
+            'spread': float(np.std(values, ddof=1)), 'mean_se': float(np.mean(ses))}
+
+
 def markdown(result: dict) -> str:
     lines = ['| patch | n | comparison | SWD x 1e3 | SE | per level (finest first) |',
              '| --- | --- | --- | --- | --- | --- |']
@@ -72,12 +93,18 @@ def markdown(result: dict) -> str:
         levels = ', '.join(f'{v:.2f}' for v in row['levels'])
         lines.append(f"| {row['image_size']} | {row['n']} | {row['comparison']} | "
                      f"{row['swd']:.2f} | {row['se']:.2f} | {levels} |")
+    check = result.get('se_check')
+    if check:
+        lines.append(f"\nSE check ({check['image_size']}px, n={check['n']}, "
+                     f"{len(check['values'])} repeats of train_vs_A): spread (sd) "
+                     f"{check['spread']:.2f}, mean stated SE {check['mean_se']:.2f}")
     return '\n'.join(lines) + '\n'
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--sizes', type=int, nargs='+', default=[256, 1024])
+    p.add_argument('--se-repeats', type=int, default=0)
     p.add_argument('--out', default='benchmarks/results/photo_swd_floor.json')
     add_smoke_flag(p)
     args = p.parse_args()
@@ -85,18 +112,21 @@ def main() -> None:
     configs = CONFIGS
     if args.smoke:  # two small photographs, a few images and directions
         args.sizes = [20]
+        args.se_repeats = 2
         configs = CONFIGS[:1]
         swd_kwargs = {'descriptors_per_image': 8, 'num_directions': 16, 'groups': 4}
-    rows = []
+    rows, check = [], None
     for path in configs:
         config = load_config(path)
         if args.smoke:
             config.data.photos = ('chelsea', 'coffee')
+        if args.se_repeats > 1 and check is None:
+            check = se_check(config, args.sizes[0], args.se_repeats, swd_kwargs)
         for n in args.sizes:
             for row in comparisons(config, n, swd_kwargs):
                 rows.append({'config': path, 'image_size': config.data.image_size, **row})
     result = {'smoke': args.smoke, 'sizes': args.sizes, 'swd_settings': swd_kwargs or 'paper',
-              'rows': rows}
+              'rows': rows, 'se_check': check}
     write_report(args.out, result, markdown(result))
 
 

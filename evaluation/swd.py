@@ -29,15 +29,17 @@ For two image sets A (N_a images) and B (N_b images), (N, H, H, C) with H = min_
 
 Standard error, over images (the independent units: descriptors of one image are
 correlated). The images of each set are cut into G = ``groups`` disjoint subsets (image i in
-subset i mod G); subset pair g, with the same descriptors and directions, gives theta_g, and
-SE_groups = sd_g(theta_g) / sqrt(G): the SE of the whole-sample value when its variance falls
-as 1/n, which holds both between different distributions (theta_n - theta ~ n^-1/2 Gaussian)
-and at the floor (W1 ~ n^-1/2 times a fixed law). The direction noise SE_dir = sd over the
-``repeats`` batch means / sqrt(repeats) is added: SE = sqrt(SE_groups^2 + SE_dir^2). Not a
-bootstrap: resampling with replacement duplicates points, which shifts a Wasserstein distance
-systematically; not a delete-a-group jackknife: it re-sorts the whole sample G times (5x the
-cost here) for the same purpose. The tests check SE against the spread of independent
-repeats.
+subset i mod G); subset pair g, with the same directions and its own per-set normalisation
+(recomputed as on the whole sets), gives theta_g, and SE_groups = sd_g(theta_g) / sqrt(G): the
+SE of the whole-sample value when its variance falls as 1/n, which holds both between
+different distributions (theta_n - theta ~ n^-1/2 Gaussian) and at the floor (W1 ~ n^-1/2
+times a fixed law). The direction noise SE_dir = sd over the ``repeats`` batch means /
+sqrt(repeats) is added: SE = sqrt(SE_groups^2 + SE_dir^2). Checked against the spread of
+independent repeats: on two Gaussian draws (tests) and on the 16x16 photo patches (10 repeats
+at 256 images: sd 13.85, mean stated SE 13.80; with the subsets normalised by the whole sets'
+statistics instead it stated 28.5). Not a bootstrap: resampling with replacement duplicates
+points, which shifts a Wasserstein distance systematically; not a delete-a-group jackknife:
+it re-sorts the whole sample G times, and it is biased upward (Efron and Stein 1981).
 
 Small-sample bias: two independent samples of one distribution have SWD > 0. In 1-D, for
 samples of sizes n and m of a continuous F, W1 = int |F_n - G_m| dx, and with n F_n(x) ~
@@ -52,7 +54,9 @@ sets of the sizes compared.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -223,33 +227,35 @@ def subset_se(subsets: np.ndarray) -> float:
 
 def sliced_w1_with_se(a: np.ndarray, b: np.ndarray, groups_a: np.ndarray,
                       groups_b: np.ndarray, num_groups: int, rng: np.random.Generator,
-                      num_directions: int = 512, repeats: int = 4,
-                      dtype=np.float32) -> SlicedResult:
-    """Mean sliced W1 of a (n, d) and b (m, d) over ``num_directions`` directions drawn in
-    ``repeats`` batches, with its SE (module docstring): ``groups_*`` in [0, num_groups)
-    (e.g. the image each descriptor came from, modulo G) cut each set into G subsets, and
-    subset pair g (same directions) gives theta_g. Projections in ``dtype``, sums in
-    float64."""
+                      num_directions: int = 512, repeats: int = 4, dtype=np.float32,
+                      transform: Callable | None = None) -> SlicedResult:
+    """Mean sliced W1 of point sets over ``num_directions`` directions drawn in ``repeats``
+    batches, with its SE (module docstring). ``transform(a, b) -> (a', b')`` maps the two
+    sets (any leading row count) to (n, d) and (m, d) points (None: a, b are those points);
+    it is applied to the whole sets and again to each subset pair, so a statistic such as a
+    per-set normalisation is recomputed on each subset as on the whole. ``groups_*`` in
+    [0, num_groups) (e.g. the image each row came from, modulo G) cut each set into G subsets;
+    subset pair g (same directions) gives theta_g. Projections in ``dtype``, sums in float64."""
     if num_directions % repeats:
         raise ValueError(f'num_directions {num_directions} must be a multiple of repeats '
                          f'{repeats}')
+
+    def points(x, y):
+        x, y = transform(x, y) if transform is not None else (x, y)
+        return np.asarray(x, dtype), np.asarray(y, dtype)
+
     per = num_directions // repeats
-    a, b = np.asarray(a, dtype), np.asarray(b, dtype)
-    rows_a = [np.flatnonzero(np.asarray(groups_a) == g) for g in range(num_groups)]
-    rows_b = [np.flatnonzero(np.asarray(groups_b) == g) for g in range(num_groups)]
+    whole = points(a, b)
+    pairs = []
+    if num_groups > 1:
+        for g in range(num_groups):
+            pairs.append(points(a[np.asarray(groups_a) == g], b[np.asarray(groups_b) == g]))
     w_all, subsets = [], np.zeros((repeats, num_groups))
     for r in range(repeats):
-        dirs = random_directions(a.shape[1], per, rng).astype(dtype)
-        pa, pb = dirs.T @ a.T, dirs.T @ b.T  # (per, n), (per, m)
-        if num_groups > 1:
-            for g in range(num_groups):
-                sub_a, sub_b = pa[:, rows_a[g]], pb[:, rows_b[g]]
-                sub_a.sort(axis=1)
-                sub_b.sort(axis=1)
-                subsets[r, g] = w1_sorted(sub_a, sub_b).mean()
-        pa.sort(axis=1)
-        pb.sort(axis=1)
-        w_all.append(w1_sorted(pa, pb))
+        dirs = random_directions(whole[0].shape[1], per, rng).astype(dtype)
+        for g, (sub_a, sub_b) in enumerate(pairs):
+            subsets[r, g] = sliced_w1(sub_a, sub_b, dirs).mean()
+        w_all.append(sliced_w1(*whole, dirs))
     w = np.concatenate(w_all)
     batch_means = w.reshape(repeats, per).mean(axis=1)
     se_dir = float(batch_means.std(ddof=1) / np.sqrt(repeats)) if repeats > 1 else 0.0
@@ -296,8 +302,9 @@ def swd(images_a: np.ndarray, images_b: np.ndarray, seed: int = 0, *,
     for la, lb in zip(pyr_a, pyr_b):
         da = patch_descriptors(la.astype(np.float32), descriptors_per_image, rng)
         db = patch_descriptors(lb.astype(np.float32), descriptors_per_image, rng)
-        na, nb = normalize_descriptors(da, db, normalize)
-        res = sliced_w1_with_se(na, nb, ga, gb, groups, rng, num_directions, repeats)
+        res = sliced_w1_with_se(da, db, ga, gb, groups, rng, num_directions, repeats,
+                                transform=functools.partial(normalize_descriptors,
+                                                            mode=normalize))
         values.append(1e3 * res.value)
         ses.append(1e3 * res.se)
         subsets.append(1e3 * res.subsets)

@@ -161,7 +161,7 @@ def photo_settings(config) -> dict:
             'weighting': weighting, 'patch': patch}
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)  # 7 photographs x 3 parts x a few settings
 def _positions(name: str, downscale: int, patch: int, gap: int, holdout: str, part: str
                ) -> np.ndarray:
     image = load_photo(name, downscale)

@@ -272,7 +272,8 @@ def test_cpu_layout_check(smoke):
 
 def test_photo_swd_floor(smoke):
     r = load(smoke.output('photo_swd_floor.py'))
-    has(r, 'sizes', 'swd_settings', 'rows')
+    has(r, 'sizes', 'swd_settings', 'rows', 'se_check')
+    has(r['se_check'], 'values', 'ses', 'spread', 'mean_se')
     assert r['smoke'] and {row['comparison'] for row in r['rows']} == {
         'floor', 'train_vs_A', 'A_vs_A', 'region_floor', 'region_train_vs_A'}
     for row in r['rows']:
