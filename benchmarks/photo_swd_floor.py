@@ -18,7 +18,9 @@ config at the first size (draws [k n, (k + 1) n) of each split, SWD seed k), the
 their values against the mean stated SE.
 
     PYTHONPATH=. python benchmarks/photo_swd_floor.py [--sizes 256 1024] [--se-repeats 0]
-        [--out benchmarks/results/photo_swd_floor.json] [--smoke]
+        [--weighting equal|area] [--out benchmarks/results/photo_swd_floor.json] [--smoke]
+
+``--weighting`` overrides the configs' ``data.photo_weighting``.
 
 Writes the JSON and a markdown table next to it (.md).
 """
@@ -105,6 +107,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--sizes', type=int, nargs='+', default=[256, 1024])
     p.add_argument('--se-repeats', type=int, default=0)
+    p.add_argument('--weighting', choices=('equal', 'area'), default=None)
     p.add_argument('--out', default='benchmarks/results/photo_swd_floor.json')
     add_smoke_flag(p)
     args = p.parse_args()
@@ -120,12 +123,15 @@ def main() -> None:
         config = load_config(path)
         if args.smoke:
             config.data.photos = ('chelsea', 'coffee')
+        if args.weighting:
+            config.data.photo_weighting = args.weighting
         if args.se_repeats > 1 and check is None:
             check = se_check(config, args.sizes[0], args.se_repeats, swd_kwargs)
         for n in args.sizes:
             for row in comparisons(config, n, swd_kwargs):
                 rows.append({'config': path, 'image_size': config.data.image_size, **row})
     result = {'smoke': args.smoke, 'sizes': args.sizes, 'swd_settings': swd_kwargs or 'paper',
+              'weighting': args.weighting or 'config',
               'rows': rows, 'se_check': check}
     write_report(args.out, result, markdown(result))
 
