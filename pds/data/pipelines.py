@@ -12,6 +12,9 @@ Sources (``config.data.dataset``)
 - an exact target's name (:mod:`pds.analytic.targets`: 'gaussian_field', 'gaussian_mixture'):
   exact samples of the config's field or mixture; example i of a stream is a function of
   (seed, stream, i) only;
+- 'photos': RGB patches of the photographs in scikit-image's wheel (``pds.data.photos``):
+  split 'train' the training patches, 'eval' reference set A (held-out pixels); example i of a
+  split is a function of (seed, split, i) only;
 - 'npz': ``data.path``, an ``.npz`` with key 'images' or 'arr_0' (or an ``.npy``), uint8 in
   [0, 255] or float in [0, 1], (N, H, W, C) or (N, H, W);
 - 'folder': ``data.path``, a folder of image files, any size (:class:`ImageFolder` says which
@@ -24,7 +27,7 @@ Sources (``config.data.dataset``)
 Images that are not ``data.image_size`` square are centre-cropped to a square of the shorter
 side and resized (bilinear, antialiased when shrinking), as score_sde does for LSUN.
 
-Order and determinism. Array sources (gaussian_field, npz, folder) are indexed: global
+Order and determinism. Array sources (gaussian_field, photos, npz, folder) are indexed: global
 position p (batch b holds positions [b B, (b + 1) B)) maps to example ``perm_e[p mod N]`` of
 epoch e = p // N, ``perm_e`` a permutation drawn from (seed, e) (train) or the identity
 (eval). Process k of P takes the k-th of P equal slices of each global batch and reads only
@@ -45,13 +48,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from pds.data.source import ArraySource
 from pds.runtime.errors import ConfigError
 from pds.storage import readers
 
 TFDS_DATASETS = ('CIFAR10', 'SVHN', 'CELEBA', 'LSUN')
 PREPARED_DATASETS = ('FFHQ', 'CelebAHQ')
 # besides the exact targets' names (pds.analytic.targets) and 'tfds:<name>'
-DATASETS = ('npz', 'folder', *TFDS_DATASETS, *PREPARED_DATASETS)
+DATASETS = ('photos', 'npz', 'folder', *TFDS_DATASETS, *PREPARED_DATASETS)
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
 SPLITS = ('train', 'eval')
 
@@ -129,16 +133,6 @@ def crop_resize(image: np.ndarray, size: int, crop: int | None = None) -> np.nda
 
 # ------------------------------------------------------------------------------------------
 # Indexed sources
-
-
-class ArraySource:
-    """Random-access examples: ``read(indices)`` -> float32 (n, H, W, C) in [0, 1].
-    ``num_examples`` is None for an endless source (generated data)."""
-
-    num_examples: int | None = None
-
-    def read(self, indices: Sequence[int]) -> np.ndarray:
-        raise NotImplementedError
 
 
 class ExactTargetSource(ArraySource):
@@ -336,6 +330,10 @@ def array_source(config, split: str, seed: int, path: str | None = None) -> Arra
     path = config.data.get('path', '') if path is None else path
     if name in exact_targets():
         return ExactTargetSource(config, seed, _SPLIT_TAG[resolve_split(split)])
+    if name == 'photos':
+        from pds.data.photos import PhotoSource
+
+        return PhotoSource(config, seed, resolve_split(split))
     if name in PREPARED_DATASETS and config.data.get('tfrecords_path', '') and not path:
         return None
     if name in ('npz', 'folder', *PREPARED_DATASETS):

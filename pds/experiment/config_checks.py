@@ -9,6 +9,7 @@ claimed or an ``--overwrite`` began:
 - ``model.name`` is a registered network or an exact target's score
   (:mod:`pds.analytic.targets`), and NCSN++'s Fourier embedding comes with continuous time;
 - upper bounds where a value would look like a hang or exhaust memory (``MAX_*``);
+- the ``data.photo*`` fields of ``data.dataset='photos'`` (pds/data/photos.py);
 - for ``--mode=train``: a positive learning rate.
 """
 
@@ -88,6 +89,10 @@ def check_config(config, mode: str) -> None:
     bounds.check_counts(config, mode)
     field_ranges.check_fields(config)
     tuned_tables.check_tuned(config, mode)
+    if config.data.get('dataset') == 'photos':  # the data.photo* fields, without the images
+        from pds.data.photos import photo_settings
+
+        photo_settings(config)
     if mode == 'train':
         lr = config.optim.lr
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:

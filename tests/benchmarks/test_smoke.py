@@ -55,6 +55,7 @@ SCRIPTS = {
     'adaptive_solvers.py': ('result.json', []),
     'ode_corrector.py': ('result.json', []),
     'cpu_layout_check.py': ('result.json', []),
+    'photo_swd_floor.py': ('result.json', []),
 }
 
 
@@ -267,6 +268,17 @@ def test_cpu_layout_check(smoke):
     assert r['identical'] or r['max_abs_difference'] < 1e-4, r
     # the same fusion partitions (4 or more cores) compile the same reductions: bit for bit
     assert r['identical'] or r['1x4']['partitions'] != r['2x2']['partitions'], r
+
+
+def test_photo_swd_floor(smoke):
+    r = load(smoke.output('photo_swd_floor.py'))
+    has(r, 'sizes', 'swd_settings', 'rows', 'se_check')
+    has(r['se_check'], 'values', 'ses', 'spread', 'mean_se')
+    assert r['smoke'] and {row['comparison'] for row in r['rows']} == {
+        'floor', 'train_vs_A', 'A_vs_A', 'region_floor', 'region_train_vs_A'}
+    for row in r['rows']:
+        has(row, 'n', 'swd', 'se', 'levels', 'level_sizes')
+        assert row['swd'] > 0 and row['se'] > 0
 
 
 def test_every_script_has_a_smoke_test():
