@@ -72,7 +72,9 @@ def _raised_in_config_file(err: BaseException, path: str | None) -> bool:
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with every failure (an unknown flag, a bad value, a missing or
-    broken config file, an unknown or mistyped config field) as one line and exit code 2."""
+    broken config file, an unknown or mistyped config field) as one line and exit code 2.
+    A one-process run takes its workdir's lock first (:func:`take_workdir_lock`)."""
+    take_workdir_lock(argv)
     try:
         rest = FLAGS(argv)
         FLAGS.config.keys()  # the file is loaded and the overrides applied by now
@@ -89,6 +91,21 @@ def parse_flags(argv: list[str]) -> list[str]:
                       f'{one_line(err)}); overrides given: {named}; each must name an '
                       'existing field of the config with a value of its type', 2)
     return rest
+
+
+def take_workdir_lock(argv: list[str]) -> None:
+    """One run per workdir: take the lock before the config file loads (it may import jax),
+    so that a second run is refused in a fraction of a second; exit 2 naming the holder."""
+    from pds.runtime import workdir_lock
+    from pds.runtime.errors import ConfigError
+
+    workdir = workdir_lock.workdir_from_argv(argv)
+    if workdir is None:
+        return  # main() takes it once the flags are parsed
+    try:
+        atexit.register(workdir_lock.WorkdirLock(workdir).acquire().release)
+    except ConfigError as err:
+        progress.fail(f'error: {err}', 2)
 
 
 def launch_from_flags() -> 'Launch':
@@ -108,7 +125,7 @@ def main(argv):
     from pds.runtime.errors import ConfigError, RunError
 
     try:  # the config alone: every process of a job meets the same error, before joining
-        if not FLAGS.distributed:  # one run per workdir, refused before flax and jax load
+        if not FLAGS.distributed and not workdir_lock.holds(FLAGS.workdir):  # flag files
             atexit.register(workdir_lock.WorkdirLock(FLAGS.workdir).acquire().release)
         config_checks.check_config(FLAGS.config, FLAGS.mode)
     except ConfigError as err:

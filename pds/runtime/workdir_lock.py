@@ -35,6 +35,7 @@ from pds.runtime.errors import ConfigError
 
 LOCK_NAME = '.pds-lock'
 HOLDER_WAIT_S = 0.5  # how long to wait for a new holder to write its pid and host
+_HELD: set[str] = set()  # real paths of the workdirs whose lock this process holds
 
 
 def lock_path(workdir: str) -> str:
@@ -114,6 +115,7 @@ class WorkdirLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f'{os.getpid()} {socket.gethostname()}\n'.encode(), 0)
         self.fd = fd
+        _HELD.add(os.path.realpath(self.workdir))
         return self
 
     def _still_at_path(self, fd: int) -> bool:
@@ -134,6 +136,7 @@ class WorkdirLock:
                 os.remove(self.path)
         os.close(self.fd)  # closing the last descriptor drops the flock
         self.fd = None
+        _HELD.discard(os.path.realpath(self.workdir))
         self._remove_created()
 
     def _remove_created(self) -> None:
@@ -147,6 +150,33 @@ class WorkdirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def holds(workdir: str) -> bool:
+    """Whether this process holds ``workdir``'s lock."""
+    return os.path.realpath(workdir) in _HELD
+
+
+def workdir_from_argv(argv: list[str]) -> str | None:
+    """``--workdir`` of a one-process command line, read before absl parses it (so that the
+    lock comes before the config file loads, which may import jax: seconds); None when the
+    command line leaves it unclear (a flag file, ``--distributed``, no or repeated
+    ``--workdir``), and the lock is then taken after parsing."""
+    found = []
+    for i, arg in enumerate(argv[1:], 1):
+        if arg == '--':  # the rest are positional arguments
+            break
+        if not arg.startswith('-'):
+            continue
+        name, eq, value = arg.lstrip('-').partition('=')
+        if name in ('flagfile', 'distributed') or name.startswith('distributed'):
+            return None
+        if name == 'workdir':
+            if eq:
+                found.append(value)
+            elif i + 1 < len(argv):
+                found.append(argv[i + 1])
+    return found[0] if len(found) == 1 and found[0] else None
 
 
 def hold_for_job(workdir: str) -> WorkdirLock | None:

@@ -95,7 +95,8 @@ def noise_level_grid(sde: SDE, n: int, eps: float, kind: str, rho: float = 7.0,
     s_max, s_min = sigma_of_t(sde, np.array([T, eps]))
     u = np.linspace(0.0, 1.0, n)
     if kind == 'karras':
-        sigma = (s_max ** (1 / rho) + u * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+        with np.errstate(over='ignore', invalid='ignore'):  # non-finite: refused below
+            sigma = (s_max ** (1 / rho) + u * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
     else:  # 'logsnr'
         sigma = np.exp(np.log(s_max) + u * (np.log(s_min) - np.log(s_max)))
     t = t_of_sigma(sde, sigma, eps, T)

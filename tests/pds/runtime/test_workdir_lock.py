@@ -199,3 +199,31 @@ def test_a_multi_process_job_on_a_locked_workdir_stops_on_every_process(tmp_path
         assert len(found) == 1 and 'Traceback' not in r.stderr, r.explain()
     assert f'pid {proc.pid} on host {socket.gethostname()}' in lines[0][0]
     assert 'process 0 could not take its lock' in lines[1][0]
+
+
+@pytest.mark.parametrize('argv,workdir', [
+    (['main.py', '--config=c.py', '--workdir=/w'], '/w'),
+    (['main.py', '--workdir', '/w', '--config=c.py'], '/w'),
+    (['main.py', '-workdir=/w'], '/w'),
+    (['main.py', '--config=c.py'], None),  # absl reports the missing flag
+    (['main.py', '--workdir=/w', '--distributed'], None),  # process 0 locks after joining
+    (['main.py', '--workdir=/w', '--distributed=false'], None),
+    (['main.py', '--flagfile=f', '--workdir=/w'], None),  # the flag file may set it again
+    (['main.py', '--workdir=/a', '--workdir=/b'], None),
+    (['main.py', '--workdir='], None),
+    (['main.py', '--', '--workdir=/w'], None),  # positional
+    (['main.py', '--config.eval.ref_stats=--workdir=/x', '--workdir=/w'], '/w'),
+])
+def test_the_workdir_is_read_from_the_command_line_only_when_unambiguous(argv, workdir):
+    from pds.runtime.workdir_lock import workdir_from_argv
+
+    assert workdir_from_argv(argv) == workdir
+
+
+def test_holds_tracks_this_process_locks(tmp_path):
+    from pds.runtime.workdir_lock import holds
+
+    lock = WorkdirLock(str(tmp_path / 'w')).acquire()
+    assert holds(str(tmp_path / 'w')) and holds(str(tmp_path / 'w' / '.'))
+    lock.release()
+    assert not holds(str(tmp_path / 'w'))

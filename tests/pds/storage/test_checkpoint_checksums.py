@@ -85,6 +85,7 @@ def test_save_records_leaf_sums_and_a_manifest_of_every_file(saved):
         np.testing.assert_array_equal(np.asarray(a), b)
 
 
+@pytest.mark.slow  # one restore per file: about 13 s
 def test_a_flipped_byte_in_any_file_is_refused_naming_it(saved, tmp_path):
     config, ckpt_dir, _ = _copy(saved, tmp_path)
     step_dir = os.path.join(ckpt_dir, '3')
