@@ -43,3 +43,24 @@ def test_group_norm_is_flax_group_norm(shape, groups):
 def test_group_norm_names_a_bad_group_count():
     with pytest.raises(ValueError, match='12 channels do not split into 5 groups'):
         GroupNorm(num_groups=5).init(jax.random.key(0), jnp.zeros((1, 2, 2, 12)))
+
+
+@pytest.mark.parametrize('ratio', [1e3, 3e4])
+def test_group_norm_is_stable_when_the_mean_dwarfs_the_spread(ratio):
+    """x = ratio + N(0, 1) per group: flax's E[x^2] - m^2 loses all of v at ratio ~ 1e3 (the
+    float32 sum of n terms ratio^2 carries ~ log2(n) eps ratio^2 >= v); the two-pass form is
+    held to the float64 definition on the same float32 input. Its error is the float32 mean's,
+    ~ (log2(n) + 4) eps ratio absolute, divided by the spread 1, plus eps-level terms."""
+    rng = np.random.default_rng(1)
+    shape, groups = (2, 8, 8, 32), 8
+    x = jnp.asarray(ratio + rng.normal(size=shape), jnp.float32)
+    params = GroupNorm(num_groups=groups).init(jax.random.key(0), x)
+    got = np.asarray(GroupNorm(num_groups=groups).apply(params, x))
+    xg = np.asarray(x, np.float64).reshape(shape[0], -1, groups, shape[-1] // groups)
+    m = xg.mean(axis=(1, 3), keepdims=True)
+    y = ((xg - m) / np.sqrt(xg.var(axis=(1, 3), keepdims=True) + 1e-6)).reshape(shape)
+    n = shape[1] * shape[2] * shape[-1] // groups
+    tol = 4 * (np.log2(n) + 4) * EPS32 * (1 + ratio)
+    np.testing.assert_allclose(got, y, rtol=0, atol=tol)
+    flax_form = np.asarray(nn.GroupNorm(num_groups=groups).apply(params, x))
+    assert np.abs(flax_form - y).max() > 10 * tol  # the instrument sees the one-pass loss
