@@ -13,6 +13,7 @@ the largest of the pairwise distances among 2000 training patches (seed 0) is 26
 
 import ml_collections
 
+from configs import archs
 from configs.common import dataset_defaults
 from pds.data.photos import PHOTOS
 
@@ -33,4 +34,22 @@ def get_default_configs(image_size: int) -> ml_collections.ConfigDict:
     config.sampling.pds.num_stat_images = 2000
     config.eval.num_samples = 1024
     config.eval.batch_size = 64
+    return config
+
+
+def cpu_ncsnpp(config: ml_collections.ConfigDict, ch_mult: tuple[int, ...]
+               ) -> ml_collections.ConfigDict:
+    """A provisional CPU-sized continuous VE NCSN++ (the 16x16 field network's shape, with
+    ``ch_mult`` giving its resolutions) on ``config``; its training settings are to be fixed
+    when it is trained."""
+    config.training.sde = 'vesde'
+    config.training.continuous = True
+    archs.ve_sampling(config.sampling)
+    archs.ncsnpp(config.model, nf=32, ch_mult=ch_mult, num_res_blocks=1, fir=False,
+                 embedding_type='fourier', ema_rate=0.999)
+    config.model.attn_resolutions = ()
+    config.training.batch_size = 16
+    config.training.snapshot_sampling = False
+    config.optim.lr = 1e-3
+    config.optim.warmup = 200
     return config

@@ -11,17 +11,19 @@ import os
 import pytest
 
 from pds.method import tuned_tables
-from tests.test_reliability import FIELD, SMALL, copy_of, error_line, main_py, tree_hash
+from tests.test_reliability import (  # noqa: F401 (sample_run: a fixture)
+    FIELD,
+    SMALL,
+    copy_of,
+    error_line,
+    main_py,
+    sample_run,
+    tree_hash,
+)
 
 pytestmark = pytest.mark.slow  # main.py subprocesses
 
 
-@pytest.fixture(scope='module')
-def sample_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp('sample_run') / 'w'
-    res = main_py(f'--config={FIELD}', f'--workdir={workdir}', *SMALL)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return workdir
 
 
 @pytest.fixture(scope='module')
@@ -62,7 +64,7 @@ PROBES = [
 
 
 @pytest.mark.parametrize('args,named', PROBES)
-def test_probe_refused_in_one_line_and_the_earlier_run_unchanged(sample_run, tables, tmp_path,
+def test_probe_refused_in_one_line_and_the_earlier_run_unchanged(sample_run, tables, tmp_path,  # noqa: F811
                                                                   args, named):
     workdir = copy_of(sample_run, tmp_path)
     before = tree_hash(workdir)

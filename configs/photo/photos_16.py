@@ -8,20 +8,8 @@ Statistics for the PDS masks:
 
 import ml_collections
 
-from configs import archs
-from configs.default_photo_configs import get_default_configs
+from configs.default_photo_configs import cpu_ncsnpp, get_default_configs
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = get_default_configs(16)
-    config.training.sde = 'vesde'
-    config.training.continuous = True
-    archs.ve_sampling(config.sampling)
-    archs.ncsnpp(config.model, nf=32, ch_mult=(1, 2), num_res_blocks=1, fir=False,
-                 embedding_type='fourier', ema_rate=0.999)
-    config.model.attn_resolutions = ()
-    config.training.batch_size = 16
-    config.training.snapshot_sampling = False
-    config.optim.lr = 1e-3
-    config.optim.warmup = 200
-    return config
+    return cpu_ncsnpp(get_default_configs(16), ch_mult=(1, 2))

@@ -5,7 +5,6 @@ engine, the bench preset) is checked with every other solver's in test_declarati
 
 import itertools
 
-import jax
 import numpy as np
 import pytest
 
@@ -27,13 +26,6 @@ def config_for(steps: int, sde: str = 'vesde'):
 def moments(steps: int, sde: str = 'vesde'):
     config = config_for(steps, sde)
     return population_moments(config, experiment_from_config(config))
-
-
-@pytest.fixture
-def x64():
-    jax.config.update('jax_enable_x64', True)
-    yield
-    jax.config.update('jax_enable_x64', False)
 
 
 @pytest.mark.slow

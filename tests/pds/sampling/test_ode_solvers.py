@@ -6,7 +6,6 @@ ODE solver). EDM's stochastic sampler (churn) and DDIM likewise: churn 0 is EDM 
 bit, its step-by-step exact moments agree with its samples and reach the 50k floor, and its
 fields are validated."""
 
-import jax
 import numpy as np
 import pytest
 
@@ -62,13 +61,6 @@ def test_noise_level_grids_follow_their_closed_forms(sde):
         assert np.all(np.diff(grid.t) < 0) and np.all(np.diff(grid.index) <= 0)
     if isinstance(sde, VESDE):  # sigma(t) is geometric: log-SNR uniform is t uniform
         np.testing.assert_allclose(logsnr.t, np.linspace(1.0, eps, n), rtol=1e-5)
-
-
-@pytest.fixture
-def x64():
-    jax.config.update('jax_enable_x64', True)
-    yield
-    jax.config.update('jax_enable_x64', False)
 
 
 @pytest.mark.slow

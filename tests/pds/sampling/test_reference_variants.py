@@ -27,7 +27,7 @@ from pds.sampling.grid import TimeGrid, noise_level_grid
 from pds.sampling.loops import scan_loop
 from pds.sampling.solver import solver_from_config
 from pds.sampling.unipc import UniPC
-from tests.pds.sampling.test_ode_solvers import ode_config, x64  # noqa: F401 (a fixture)
+from tests.pds.sampling.test_ode_solvers import ode_config
 
 K, B = 8, 4  # channels (independent Gaussian modes), examples
 MEAN = np.linspace(-1.0, 1.0, K)
