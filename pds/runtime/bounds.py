@@ -93,6 +93,10 @@ NOT_COUNTS: dict[str, str] = {
     'model.fir_kernel': 'the network architecture (FIR filter taps)',
     'model.fourier_scale': 'a scale of the Fourier time embedding',
     'model.attn_resolutions': 'resolutions with attention (at most data.image_size)',
+    'data.photo_downscale': 'a box-averaging factor of the photographs: a larger one leaves '
+    'fewer patches, and one that leaves none is refused (pds.data.photos)',
+    'data.photo_gap': 'pixels kept between training patches and held-out cells: a larger gap '
+    'leaves fewer patches, and one that leaves none is refused (pds.data.photos)',
 }
 
 
