@@ -48,9 +48,10 @@ def test_group_norm_names_a_bad_group_count():
 @pytest.mark.parametrize('ratio', [1e3, 3e4])
 def test_group_norm_is_stable_when_the_mean_dwarfs_the_spread(ratio):
     """x = ratio + N(0, 1) per group: flax's E[x^2] - m^2 loses all of v at ratio ~ 1e3 (the
-    float32 sum of n terms ratio^2 carries ~ log2(n) eps ratio^2 >= v); the two-pass form is
-    held to the float64 definition on the same float32 input. Its error is the float32 mean's,
-    ~ (log2(n) + 4) eps ratio absolute, divided by the spread 1, plus eps-level terms."""
+    float32 sum of n terms ratio^2 carries ~ log2(n) eps ratio^2 >= v); the shifted sums are
+    held to the float64 definition on the same float32 input. Their error is the float32 mean
+    m = c + d's, at most ~ (log2(n) + 4) eps ratio absolute, divided by the spread 1, plus
+    eps-level terms (measured: 3e-5 at ratio 1e3, against flax's 0.94)."""
     rng = np.random.default_rng(1)
     shape, groups = (2, 8, 8, 32), 8
     x = jnp.asarray(ratio + rng.normal(size=shape), jnp.float32)
