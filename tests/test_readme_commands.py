@@ -231,6 +231,8 @@ def reduce_main(args: list[str], env: dict[str, str]) -> Job:
         output = os.path.join('bench', 'samplers.csv')
     if 'config.sampling.pds.tuned' in flags:  # a tuned table covers the README's own N only
         overrides.pop('sampling.steps', None)
+        # and records the settings it was tuned on, which the reduced image size departs from
+        overrides['sampling.pds.tuned_any_config'] = True
     if not flags['config'].startswith('configs/analytic/'):
         overrides.update(TINY_NETWORK)
     kept = [a for a in args if a.split('=', 1)[0][len('--config.'):] not in overrides]
