@@ -40,7 +40,7 @@ class LikelihoodResult(NamedTuple):
     logp: Array  # (B,) log p_eps(x) in nats per image: prior_logp + delta
     delta: Array  # (B,) int_eps^T div v dt along the trajectory
     prior_logp: Array  # (B,) log pi(x(T))
-    x_T: Array  # (B, H, W, C) the trajectory's end point
+    x_T: Array  # noqa: N815  (B, H, W, C) the trajectory's end point
     nfe: Array  # (B,) int32 evaluations of the augmented derivative
     steps: Array  # (B,) int32 steps attempted
     nonfinite_at: Array  # (B,) int32 first iteration with a non-finite state; -1: none
