@@ -3,9 +3,9 @@ estimator.
 
 For v: R^D -> R^D (one example's drift at fixed t) with Jacobian J = dv/dx,
 
-- exact: div v = sum_i (J e_i)_i, one Jacobian-vector product (JVP) per dimension i, the
-  basis vectors batched by ``vmap`` in chunks of ``EXACT_CHUNK`` (``lax.map``): D JVPs per
-  evaluation, for small images and tests;
+- exact: div v = sum_i (J e_i)_i, one Jacobian-vector product (JVP) per dimension i (a
+  ``lax.scan`` over i, each JVP over the whole batch): D JVPs per evaluation, for small
+  images and tests;
 - Hutchinson (Hutchinson 1990; Skilling 1989; as score_sde and FFJORD): div v ~ mean_p
   e_p^T J e_p over ``num_probes`` probes e_p with E[e e^T] = I, Rademacher (+-1) or
   standard Gaussian; one JVP per probe per evaluation. The probes of an example are drawn
@@ -13,7 +13,10 @@ For v: R^D -> R^D (one example's drift at fixed t) with Jacobian J = dv/dx,
   int div v dt is unbiased (the ODE is solved for one fixed trace estimator).
 
 Each example's estimate depends only on its own x, t and probes (the drift acts per
-example), never on the batch it shares.
+example), never on the batch it shares. The JVPs run one after another, each over the batch
+as the drift itself runs, not vectorised over tangents: a ``vmap`` over tangents gives XLA
+programs whose float rounding depends on the local batch (for the mixture's score), which
+would make an example's numbers depend on the device count.
 """
 
 from __future__ import annotations
@@ -33,9 +36,6 @@ Drift = Callable[[Array], Array]  # x (B, H, W, C) -> v (B, H, W, C) at a fixed 
 
 PROBES = ('rademacher', 'gaussian')
 PROBE_TAG = 0  # fold_in tag of the probes in each example's stream
-# basis vectors per vmapped chunk of the exact divergence: fixed, so that an example's
-# numbers do not depend on the local batch (the device count)
-EXACT_CHUNK = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,28 +86,36 @@ class Divergence:
                 'probe': self.probe}
 
 
-def exact_divergence(fn: Drift, x: Array, chunk: int = EXACT_CHUNK) -> tuple[Array, Array]:
+def exact_divergence(fn: Drift, x: Array) -> tuple[Array, Array]:
     """(v(x), sum_i (J e_i)_i per example): one JVP per dimension i, with the tangent e_i in
-    every example at once (the examples are independent, so row b of J e_i is example b's)."""
+    every example at once (the examples are independent, so row b of J e_i is example b's),
+    accumulated in order of i."""
     b, shape = x.shape[0], x.shape[1:]
     d = math.prod(shape)
 
-    def diagonal_entry(i):
+    def add_entry(acc, i):
         tangent = jnp.broadcast_to(jax.nn.one_hot(i, d, dtype=x.dtype).reshape(shape), x.shape)
         jv = jax.jvp(fn, (x,), (tangent,))[1]
-        return jnp.take(jv.reshape(b, d), i, axis=1)
+        return acc + jnp.take(jv.reshape(b, d), i, axis=1), None
 
-    diag = jax.lax.map(diagonal_entry, jnp.arange(d), batch_size=min(chunk, d))  # (D, B)
-    return fn(x), jnp.sum(diag.T, axis=1)
+    div, _ = jax.lax.scan(add_entry, jnp.zeros((b,), x.dtype), jnp.arange(d))
+    return drift_alone(fn, x), div
 
 
 def hutchinson_divergence(fn: Drift, x: Array, probes: Array) -> tuple[Array, Array]:
-    """(v(x), mean_p e_p^T J e_p per example), probes (B, P, H, W, C)."""
-    b = x.shape[0]
+    """(v(x), mean_p e_p^T J e_p per example), probes (B, P, H, W, C), accumulated in order
+    of p."""
+    b, num = x.shape[0], probes.shape[1]
 
-    def quadratic_form(e):
-        v, jv = jax.jvp(fn, (x,), (e,))
-        return v, jnp.sum((jv * e).reshape(b, -1), axis=1)
+    def add_probe(acc, e):
+        jv = jax.jvp(fn, (x,), (e,))[1]
+        return acc + jnp.sum((jv * e).reshape(b, -1), axis=1), None
 
-    v, est = jax.vmap(quadratic_form, in_axes=1, out_axes=(None, 1))(probes)  # est (B, P)
-    return v, jnp.mean(est, axis=1)
+    total, _ = jax.lax.scan(add_probe, jnp.zeros((b,), x.dtype), jnp.moveaxis(probes, 1, 0))
+    return drift_alone(fn, x), total / num
+
+
+def drift_alone(fn: Drift, x: Array) -> Array:
+    """fn(x) computed apart from the JVPs' primal parts (an optimisation barrier keeps XLA
+    from merging them, which changes the drift's float rounding with the batch size)."""
+    return fn(jax.lax.optimization_barrier(x))
