@@ -55,6 +55,7 @@ SCRIPTS = {
     'adaptive_solvers.py': ('result.json', []),
     'ode_corrector.py': ('result.json', []),
     'cpu_layout_check.py': ('result.json', []),
+    'likelihood_exact.py': ('result.json', []),
 }
 
 
@@ -267,6 +268,16 @@ def test_cpu_layout_check(smoke):
     assert r['identical'] or r['max_abs_difference'] < 1e-4, r
     # the same fusion partitions (4 or more cores) compile the same reductions: bit for bit
     assert r['identical'] or r['1x4']['partitions'] != r['2x2']['partitions'], r
+
+
+def test_likelihood_exact(smoke):
+    r = load(smoke.output('likelihood_exact.py'))
+    has(r, 'field', 'mixture', 'prior_kl_field', 'samples')
+    assert r['smoke'] and r['field'] and r['mixture']
+    for row in r['field'] + r['mixture']:
+        has(row, 'probes', 'rtol', 'error_mean', 'error_se', 'error_max_abs', 'nfe_mean')
+        # the exact divergence at rtol 1e-3 stays within 1e-2 bits/dim of the closed form
+        assert row['probes'] or row['error_max_abs'] < 1e-2, row
 
 
 def test_every_script_has_a_smoke_test():

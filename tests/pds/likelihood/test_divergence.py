@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pds.analytic.mixture import GaussianMixtureField, mixture_score_fn
 from pds.analytic.gaussian_field import GaussianField
+from pds.analytic.mixture import GaussianMixtureField, mixture_score_fn
 from pds.likelihood.divergence import Divergence, exact_divergence, hutchinson_divergence
 from pds.method.sde import VESDE
 from pds.runtime.errors import ConfigError
@@ -88,10 +88,10 @@ def test_rademacher_probes_are_balanced():
 
 @pytest.mark.parametrize('value', [-1, 1.5, True, '2'])
 def test_num_probes_must_be_a_nonnegative_integer(value):
-    with pytest.raises(ConfigError, match='eval.bpd_num_probes'):
+    with pytest.raises(ConfigError, match=r'eval\.bpd_num_probes'):
         Divergence(value)
 
 
 def test_probe_kind_is_checked():
-    with pytest.raises(ConfigError, match="eval.bpd_probe.*'rademacher' or 'gaussian'"):
+    with pytest.raises(ConfigError, match=r"eval\.bpd_probe.*'rademacher' or 'gaussian'"):
         Divergence(1, 'sphere')
