@@ -119,9 +119,9 @@ def main(argv):
         if not distributed.is_main():
             logging.set_verbosity(logging.WARNING)  # logs and progress come from process 0
         if FLAGS.mode in ONE_PROCESS_MODES and jax.process_count() > 1:
-            raise ConfigError('--mode', FLAGS.mode, 'sample, bench, train, stats or eval in a '
-                              'multi-process job (convert and fid are one-process tools: '
-                              'drop --distributed)')
+            raise ConfigError('--mode', FLAGS.mode, 'sample, bench, train, stats, eval or '
+                              'likelihood in a multi-process job (convert and fid are '
+                              'one-process tools: drop --distributed)')
         extra = {'source': FLAGS.source} if FLAGS.mode in SOURCE_MODES else {}
         config = FLAGS.config
         if FLAGS.mode in TUNED_MODES:  # reports then show the alpha the run used
