@@ -152,3 +152,35 @@ def test_identical_on_1_and_4_devices():
     res = subprocess.run([sys.executable, script], env=env, capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0 and 'identical' in res.stdout, res.stdout + res.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.optimized  # its time goes into running the compiled loop
+def test_acceptance_on_the_16x16_field():
+    """configs/analytic/field_16.py's field (16x16x3, VE sigma_max 20) with its exact score:
+    the exact divergence at rtol 1e-5 within 1e-3 bits/dim of the closed form per example
+    (16 examples: 768 JVPs per evaluation), and one Rademacher probe unbiased over 256
+    examples (benchmarks/likelihood_exact.py runs all 256 with the exact divergence)."""
+    from configs.analytic import field_16
+    from pds.analytic.gaussian_field import field_from_config
+
+    config = field_16.get_config()
+    field, sde = field_from_config(config), VESDE(0.01, 20.0)
+    h = 16
+    x = field.sample(np.random.default_rng(6), 256, h, h).astype(np.float32)
+    prior = make_prior('score_sde', sde, None, None)
+    mesh = data_mesh()
+    d = h * h * 3
+
+    def error(solver, xs):
+        prog = build_likelihood(sde, exact_score_fn, (h, h, 3), len(xs), mesh, solver, prior)
+        out = prog.run(replicate(field.variables(h, h), mesh), jnp.asarray(xs), 0, 0)
+        truth = closed_form.marginal_log_density(field, sde, xs, EPS)
+        mismatch = closed_form.prior_mismatch(field, sde, prior, np.asarray(out.x_T))
+        return (units.bits_per_dim(np.asarray(out.logp), d)
+                - units.bits_per_dim(truth + mismatch, d))
+
+    err = error(dopri5(1e-5), x[:16])
+    assert np.abs(err).max() < 1e-3 and abs(err.mean()) < 2e-4, err
+    err = error(dopri5(1e-5, 1), x)
+    assert abs(err.mean()) < 3 * err.std(ddof=1) / np.sqrt(len(err)), err.mean()
