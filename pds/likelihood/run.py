@@ -420,14 +420,16 @@ def report_markdown(rep: dict) -> str:
              '| quantity | mean +- standard error |', '| --- | --- |',
              f"| bits/dim | {cell(rep['bpd'])} |",
              f"| nats/dim | {cell(rep['nats_per_dim'])} |",
-             f"| NFE per example | {cell(rep['nfe'])} (max {rep['nfe_max']}; "
+             f"| NFE per example | {rep['nfe']['mean']:.1f} +- {rep['nfe']['se']:.1f} "
+             f"(max {rep['nfe_max']}; "
              f"{rep['jvps_per_nfe']} JVPs per NFE) |"]
     cf = rep.get('closed_form')
     if cf:
         lines += [f"| closed-form bits/dim (marginal at eps) | {cell(cf['bpd'])} |",
                   f"| excess bits/dim over the closed form | {cell(cf['excess_bpd'])} |",
                   f"| prior mismatch bits/dim | {cell(cf['prior_mismatch_bpd'])} |",
-                  f"| solver error bits/dim | {cell(cf['solver_error_bpd'])} "
+                  f"| ODE error bits/dim (solver and divergence estimate) | "
+                  f"{cell(cf['solver_error_bpd'])} "
                   f"(max abs {cf['solver_error_bpd']['max_abs']:.2e}) |"]
         if 'prior_kl' in cf:
             kl = cf['prior_kl']
