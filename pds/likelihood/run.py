@@ -342,16 +342,18 @@ def compute_rounds(setup: Setup, round_dir: str, todo: list[int], fp: str) -> di
 
 
 def load_rounds(setup: Setup, round_dir: str) -> dict[str, np.ndarray]:
-    """Every round's per-example arrays, over every process, in example order."""
+    """Every round's per-example arrays, of every process's files (the workdir is shared, as
+    for checkpoints; read directly, not gathered through JAX, which would narrow float64 to
+    float32), in example order."""
     closed = setup.target is not None
     keys = ROUND_KEYS + (CLOSED_KEYS if closed else ())
     parts: dict[str, list] = {k: [] for k in keys}
     for k in range(setup.rounds):
-        data = read_round(round_path(round_dir, k), closed)
-        for key in keys:
-            parts[key].append(data[key])
-    mine = {key: np.concatenate(v) for key, v in parts.items()}
-    every = {key: np.concatenate(list(v)) for key, v in distributed.gather(mine).items()}
+        for name in distributed.process_files('round', k):
+            data = read_round(os.path.join(round_dir, name), closed)
+            for key in keys:
+                parts[key].append(data[key])
+    every = {key: np.concatenate(v) for key, v in parts.items()}
     order = np.argsort(every['index'], kind='stable')
     if not np.array_equal(every['index'][order], np.arange(len(order))):
         raise RuntimeError(f'{round_dir}: example indices repeat or leave gaps')
@@ -457,9 +459,10 @@ def evaluate(setup: Setup, workdir: str) -> tuple[dict, dict[str, np.ndarray]]:
         logging.info('likelihood %s: resuming, %d of %d rounds on disk', setup.name, len(done),
                      setup.rounds)
     timing = compute_rounds(setup, round_dir, todo, fp)
-    ex = load_rounds(setup, round_dir)
+    distributed.barrier(f'likelihood:{setup.name}:written')  # every process's rounds
     if not distributed.is_main():
         return {}, {}
+    ex = load_rounds(setup, round_dir)
     rep = report(setup, ex)
     rep.update(fingerprint=fp, rounds_resumed=len(done), rounds_computed=len(todo))
     timing['wall_seconds'] = time.perf_counter() - t_start
