@@ -4,8 +4,7 @@ in one compiled loop, per example.
 With v(x, t) = f(x, t) - 1/2 g(t)^2 s(x, t) (:func:`pds.sampling.adaptive_ode.velocity`), the
 flow's density obeys d log p_t(x(t)) / dt = -div v(x(t), t) (the instantaneous change of
 variables; Chen et al. 2018, arXiv:1806.07366; Song et al. 2021, arXiv:2011.13456,
-appendix D.2),
-so integrating
+appendix D.2), so integrating
 
     d/dt [x, delta] = [v(x, t), div v(x, t)],   x(eps) = x, delta(eps) = 0,
 
