@@ -147,9 +147,9 @@ def main(argv):
         if not distributed.is_main():
             logging.set_verbosity(logging.WARNING)  # logs and progress come from process 0
         if FLAGS.mode in ONE_PROCESS_MODES and jax.process_count() > 1:
-            raise ConfigError('--mode', FLAGS.mode, 'sample, bench, train, stats or eval in a '
-                              'multi-process job (convert and fid are one-process tools: '
-                              'drop --distributed)')
+            raise ConfigError('--mode', FLAGS.mode, 'sample, bench, train, stats, eval or '
+                              'likelihood in a multi-process job (convert and fid are '
+                              'one-process tools: drop --distributed)')
         if FLAGS.distributed and (lock := workdir_lock.hold_for_job(FLAGS.workdir)):
             atexit.register(lock.release)
             leftovers.remove_temporaries(FLAGS.workdir)

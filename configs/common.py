@@ -124,6 +124,24 @@ def get_base_config() -> ml_collections.ConfigDict:
     evaluate.is_splits = 10  # Inception Score splits (fewer when there are fewer samples)
     evaluate.kid_subset_size = 1000
     evaluate.kid_num_subsets = 100
+    # --mode=likelihood (pds/likelihood/run.py): bits/dim of eval.num_samples examples of the
+    # split eval.bpd_dataset ('train' or 'test', score_sde's field) in rounds of
+    # eval.batch_size, through the probability-flow ODE from bpd_eps to T. bpd_num_probes 0:
+    # the exact divergence (one JVP per dimension: small images); k >= 1: Hutchinson with k
+    # probes of bpd_probe ('rademacher' as score_sde, or 'gaussian'). bpd_solver 'dopri5'
+    # (per-example steps, bpd_rtol / bpd_atol / bpd_max_steps; score_sde's RK45 tolerances)
+    # or 'euler' / 'heun' on bpd_steps intervals of a bpd_grid ('ladder', 'karras', 'logsnr')
+    # grid. The prior is sampling.prior.
+    evaluate.bpd_dataset = 'test'
+    evaluate.bpd_num_probes = 1
+    evaluate.bpd_probe = 'rademacher'
+    evaluate.bpd_solver = 'dopri5'
+    evaluate.bpd_rtol = 1e-5
+    evaluate.bpd_atol = 1e-5
+    evaluate.bpd_max_steps = 10000
+    evaluate.bpd_steps = 100
+    evaluate.bpd_grid = 'logsnr'
+    evaluate.bpd_eps = 1e-5
 
     config.bench = bench = ml_collections.ConfigDict()
     bench.steps = (20, 40, 66, 100, 133, 200, 2000)

@@ -19,7 +19,7 @@ import pytest
 from tests.helpers.paths import ROOT
 
 PDS_ORDER = ('runtime', 'storage', 'method', 'sampling', 'analytic', 'data', 'training',
-             'experiment', 'quality', 'modes')
+             'experiment', 'likelihood', 'quality', 'modes')
 # the plug-in registries: a plug-in's import of its registry is the one edge a cycle may use
 REGISTRIES = ('pds.sampling.solver', 'pds.method.precondition', 'models.registry')
 MODE_MODULES = tuple(sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, 'pds', 'modes'))

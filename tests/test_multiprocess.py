@@ -166,6 +166,30 @@ def test_stats_2x2_processes_equals_1_process(tmp_path):
     np.testing.assert_allclose(fa['features'], fb['features'], rtol=1e-4, atol=1e-5)
 
 
+def test_likelihood_2x2_processes_equals_1x4(tmp_path):
+    """--mode=likelihood on the field (exact score, Hutchinson probes): each process writes its
+    rows of every round, process 0 the report; the per-example results equal one process's."""
+    args = [f'--config={ROOT}/configs/analytic/field_16.py', '--mode=likelihood',
+            '--config.data.image_size=4', '--config.eval.batch_size=8',
+            '--config.eval.num_samples=16', '--config.eval.bpd_rtol=1e-3',
+            '--config.eval.bpd_atol=1e-3']
+    one, two = tmp_path / 'one', tmp_path / 'two'
+    single = run_single([*args, f'--workdir={one}'], devices=4)
+    assert single.returncode == 0, single.explain()
+    job = run_job([*args, f'--workdir={two}'], processes=2, devices=2)
+    assert all(r.returncode == 0 for r in job), '\n'.join(r.explain() for r in job)
+    names = sorted(os.listdir(two / 'likelihood' / 'exact'))
+    assert names == sorted(f'round_{k}_p{i}of2.npz' for k in range(2) for i in range(2))
+    a = np.load(one / 'likelihood' / 'examples_exact.npz')
+    b = np.load(two / 'likelihood' / 'examples_exact.npz')
+    assert sorted(a.files) == sorted(b.files) and len(a['bpd']) == 16
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    r1 = json.loads((one / 'likelihood' / 'report_exact.json').read_text())
+    r2 = json.loads((two / 'likelihood' / 'report_exact.json').read_text())
+    assert (r1['processes'], r2['processes']) == (1, 2) and r1['bpd'] == r2['bpd']
+
+
 def test_one_process_tools_refuse_a_multi_process_job(tmp_path):
     job = run_job([f'--config={ROOT}/configs/analytic/cifar10.py', '--mode=fid',
                    f'--workdir={tmp_path}', f'--source={tmp_path}'], processes=2, devices=1,

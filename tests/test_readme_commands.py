@@ -61,6 +61,8 @@ REDUCE = {
     'bench': {'bench.steps': '(2,)', 'bench.num_samples': '4', 'bench.batch_size': '4',
               'bench.nfe': '(4,)', 'bench.rtols': '(0.1,)', 'bench.eps_rels': '(0.5,)'},
     'tune': {'tune.steps': '(2,4)', 'tune.alphas': '(2.0,5.0)', 'tune.refine': '2'},
+    'likelihood': {'eval.num_samples': '4', 'eval.batch_size': '4', 'eval.bpd_rtol': '1e-3',
+                   'eval.bpd_atol': '1e-3'},
 }
 SMALL_DATA = {'data.image_size': '8', 'sampling.pds.num_stat_images': '4'}
 # a network config's workdir here holds no checkpoint (the documented one holds a trained
@@ -68,7 +70,8 @@ SMALL_DATA = {'data.image_size': '8', 'sampling.pds.num_stat_images': '4'}
 TINY_NETWORK = {'model.nf': '8', 'model.ch_mult': '(1,)', 'model.num_res_blocks': '0',
                 'model.attn_resolutions': '()', 'sampling.allow_random_init': 'True'}
 OUTPUTS = {'sample': 'metrics.json', 'bench': os.path.join('bench', 'quality.csv'),
-           'tune': os.path.join('tune', 'alpha.json')}
+           'tune': os.path.join('tune', 'alpha.json'),
+           'likelihood': os.path.join('likelihood', 'report_exact.json')}
 # Placeholders in command lines, and what stands in for them.
 PLACEHOLDERS = {'--batch B': '--batch 2', '<file>': 'cpu_layout',
                 '<copy of the training workdir>': 'runs/trained_field16'}

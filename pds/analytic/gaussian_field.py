@@ -78,6 +78,19 @@ class GaussianField:
             out[lo: lo + len(z)] = np.real(np.fft.ifft2(spec, axes=(1, 2), norm='ortho'))
         return out + np.asarray(self.mean)
 
+    def log_density_host(self, x: np.ndarray, a: float, s: float) -> np.ndarray:
+        """log p_t(x) (N,) of the diffused field N(a mu, a^2 Sigma + s^2 I) at x (N, H, W, C),
+        float64 on the host: with R = U(x - a mu) (orthonormal 2-D DFT, the full spectrum)
+        and v = a^2 lambda + s^2 per mode and channel,
+
+            log p_t(x) = -1/2 sum_modes [ |R|^2 / v + log(2 pi v) ]."""
+        x = np.asarray(x, np.float64)
+        h, w = x.shape[1:3]
+        var = a**2 * self.spectrum(h, w) + s**2
+        r = np.fft.fft2(x - a * np.asarray(self.mean), axes=(1, 2), norm='ortho')
+        quad = np.sum(np.abs(r) ** 2 / var, axis=(1, 2, 3))
+        return -0.5 * (quad + np.sum(np.log(2.0 * np.pi * var)))
+
 
 def field_from_config(config) -> GaussianField:
     """The field of ``config.model`` in data space (mapped to [-1, 1] when data.centered)."""

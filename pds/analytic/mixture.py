@@ -49,7 +49,7 @@ MIN_COMPONENTS, MAX_COMPONENTS = 2, 4
 WEIGHT_TOL = 1e-6
 
 
-def _half_multiplicity(w: int) -> np.ndarray:
+def half_multiplicity(w: int) -> np.ndarray:
     """How often each rfft2 column (W // 2 + 1,) appears in the full spectrum of width W."""
     mult = np.full(w // 2 + 1, 2.0)
     mult[0] = 1.0
@@ -159,6 +159,20 @@ class GaussianMixtureField:
         return mixture_log_density(self.variables(h, w, x.dtype), x, a, s)
 
     # -- host metrics (numpy, float64) -------------------------------------------------------
+
+    def log_density_host(self, x: np.ndarray, a: float, s: float) -> np.ndarray:
+        """log p_t(x) (N,) for x_t = a x_0 + s z, float64 on the host (numpy): the
+        log-sum-exp of the components' log-densities (module docstring)."""
+        from scipy.special import logsumexp
+
+        x = np.asarray(x, np.float64)
+        h, w = x.shape[1:3]
+        ones = np.ones(len(x))
+        _, logits = _component_terms(np, x, a * ones, s * ones, self._means(),
+                                     self.spectra(h, w)[:, :, : w // 2 + 1],
+                                     np.log(np.asarray(self.weights)))
+        return logsumexp(logits, axis=0)
+
 
     def posterior(self, x: np.ndarray, chunk: int = 64) -> np.ndarray:
         """Component probabilities (N, K) of samples x (N, H, W, C) under the data
@@ -288,7 +302,7 @@ def _component_terms(xp, x, a, s, means, spectra, log_weights):
     dc[0, 0, 0] = hw
     resid = spec[None] - a * means[:, None, None, None, :] * xp.asarray(dc, x.dtype)
     var = a**2 * spectra[:, None] + s2  # (K, B, H, Wr, C)
-    mult = xp.asarray(_half_multiplicity(w)[:, None], x.dtype)  # (Wr, 1)
+    mult = xp.asarray(half_multiplicity(w)[:, None], x.dtype)  # (Wr, 1)
     quad = xp.sum(mult * (xp.real(resid) ** 2 + xp.imag(resid) ** 2) / var, axis=(2, 3, 4))
     logdet = xp.sum(mult * xp.log(var), axis=(2, 3, 4))
     log_n = -0.5 * (quad / hw + logdet + hw * c * np.log(2.0 * np.pi))

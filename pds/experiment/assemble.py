@@ -132,8 +132,6 @@ def prior_moments(config, target) -> tuple[np.ndarray | None, np.ndarray | None]
     alpha(T)^2 lambda + std(T)^2). Known exactly for an exact ``target``
     (:mod:`pds.analytic.targets`): its mean, and its spectrum when every Fourier mode is an
     independent Gaussian; else read from ``sampling.prior_stats``."""
-    from pds.analytic.targets import quoted, target_names
-
     prior = config.sampling.get('prior', 'score_sde')
     check_choice('sampling.prior', prior, PRIORS)
     if prior == 'score_sde':
@@ -142,6 +140,17 @@ def prior_moments(config, target) -> tuple[np.ndarray | None, np.ndarray | None]
             and config.sampling.get('ode_corrector', 'none') == 'none'):  # else M: corrector only
         raise ConfigError('sampling.prior', prior, "'score_sde' or 'mean' with "
                           "sampling.precondition='pds' (PDS colours x_T itself)")
+    return data_moments_for_prior(config, target, prior)
+
+
+def data_moments_for_prior(config, target, prior: str
+                           ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """:func:`prior_moments` of the prior ``prior`` (one of ``PRIORS``) without the sampler's
+    rule on preconditioners (the likelihood's ODE has none)."""
+    from pds.analytic.targets import quoted, target_names
+
+    if prior == 'score_sde':
+        return None, None
     h, w, _ = image_shape(config)
     stats = config.sampling.get('prior_stats', '')
     if stats:  # a network's data: the moments --mode=stats measured

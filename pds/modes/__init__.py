@@ -20,6 +20,7 @@ MODES = {
     'eval': 'pds.modes.eval',
     'fid': 'pds.modes.fid',
     'tune': 'pds.modes.tune',
+    'likelihood': 'pds.modes.likelihood',
 }
 
 

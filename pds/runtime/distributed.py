@@ -259,3 +259,12 @@ def process_file(stem: str, k: int) -> str:
     if jax.process_count() == 1:
         return f'{stem}_{k}.npz'
     return f'{stem}_{k}_p{jax.process_index()}of{jax.process_count()}.npz'
+
+
+def process_files(stem: str, k: int) -> list[str]:
+    """The file names of round ``k`` of every process (:func:`process_file`), in process
+    order."""
+    n = jax.process_count()
+    if n == 1:
+        return [f'{stem}_{k}.npz']
+    return [f'{stem}_{k}_p{i}of{n}.npz' for i in range(n)]

@@ -57,6 +57,14 @@ def clamp_step(t: Array, h: Array, eps: float) -> tuple[Array, Array]:
     return h, jnp.where(h >= left, jnp.asarray(eps, t.dtype), jnp.maximum(t - h, eps))
 
 
+def clamp_step_up(t: Array, h: Array, end: float) -> tuple[Array, Array]:
+    """:func:`clamp_step` for time running up to ``end`` (the likelihood's ODE, eps to T):
+    h <- min(h, end - t), t_next = end if h = end - t else min(t + h, end)."""
+    left = end - t
+    h = jnp.minimum(h, left)
+    return h, jnp.where(h >= left, jnp.asarray(end, t.dtype), jnp.minimum(t + h, end))
+
+
 def fail_unfinished(x: Array, t: Array, eps: float, iteration: Array, limit: int) -> Array:
     """x with NaN rows for the examples that are not done at the last allowed attempt."""
     stuck = (iteration >= limit - 1) & (t > eps)

@@ -34,6 +34,8 @@ enter the ODE drift.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -72,6 +74,89 @@ def combine(x: Array, dt: Array, weights, ks: list[Array]) -> Array:
     return x + bcast(dt, x) * acc
 
 
+# The Dormand-Prince pieces below act on any pytree state y whose leaves carry the batch on
+# their leading axis ((B, H, W, C) images, (B,) scalars), with a derivative fn(y, t) -> a
+# pytree of y's structure, t (B,). A single-array y runs exactly the arithmetic of the
+# sampler's own step (the sampler is this with y = x). The likelihood's augmented ODE
+# (pds.likelihood) integrates [x, log-density change] forward in time with them.
+
+Tree = Any
+Derivative = Callable[[Tree, Array], Tree]
+
+
+def tree_combine(y: Tree, dt: Array, weights, ks: list[Tree]) -> Tree:
+    """:func:`combine` leaf by leaf: y + dt sum_j w_j k_j."""
+    return jax.tree_util.tree_map(lambda a, *k: combine(a, dt, weights, list(k)), y, *ks)
+
+
+def tree_rms(tree: Tree) -> Array:
+    """sqrt(mean of v^2) per example over every component of every leaf, (B,); for a single
+    leaf exactly :func:`pds.sampling.adaptive.rms`."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    if len(leaves) == 1:
+        return adaptive.rms(leaves[0])
+    sq = sum(jnp.sum(jnp.square(v).reshape(v.shape[0], -1), axis=1) for v in leaves)
+    count = sum(math.prod(v.shape[1:]) for v in leaves)
+    return jnp.sqrt(sq / count)
+
+
+def _euler(y: Tree, h: Array, k: Tree, direction: int) -> Tree:
+    """y + direction h k, leaf by leaf (h (B,) > 0)."""
+    if direction < 0:
+        return jax.tree_util.tree_map(lambda a, b: a - bcast(h, a) * b, y, k)
+    return jax.tree_util.tree_map(lambda a, b: a + bcast(h, a) * b, y, k)
+
+
+def initial_step(fn: Derivative, y: Tree, t: Array, left: Array, direction: int,
+                 rtol: float, atol: float) -> tuple[Tree, Array]:
+    """(k_1, h): the first derivative and the initial step (module docstring), h <= left,
+    the time left to the end point; time runs down (direction -1) or up (+1). Two
+    evaluations of ``fn``."""
+    k1 = fn(y, t)
+    sc = jax.tree_util.tree_map(lambda a: atol + rtol * jnp.abs(a), y)
+    ratio = lambda tree: jax.tree_util.tree_map(jnp.divide, tree, sc)
+    d0, d1 = tree_rms(ratio(y)), tree_rms(ratio(k1))
+    dtype = jax.tree_util.tree_leaves(y)[0].dtype
+    h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / jnp.maximum(d1, 1e-30))
+    h0 = jnp.minimum(h0, left).astype(dtype)
+    t_h0 = t - h0 if direction < 0 else t + h0
+    k_h0 = fn(_euler(y, h0, k1, direction), t_h0)
+    d2 = tree_rms(ratio(jax.tree_util.tree_map(jnp.subtract, k_h0, k1))) / h0
+    big = jnp.maximum(d1, d2)
+    h1 = jnp.where(big <= 1e-15, jnp.maximum(1e-6, h0 * 1e-3),
+                   (0.01 / jnp.maximum(big, 1e-30)) ** 0.2)
+    return k1, jnp.minimum(jnp.minimum(100.0 * h0, h1), left).astype(dtype)
+
+
+def attempt(fn: Derivative, y: Tree, t: Array, t_new: Array, dt: Array, k1: Tree,
+            rtol: float, atol: float) -> tuple[Tree, Tree, Array]:
+    """One attempted step of signed size dt (B,) from (y, t) to t_new (t + dt, or the end
+    point it was clamped to): (y_new, k_7 = fn(y_new, t_new), E), E the error's RMS norm
+    relative to atol + rtol max(|y|, |y_new|). Six evaluations of ``fn``."""
+    ks = [k1]
+    for i in range(1, 7):
+        y_i = tree_combine(y, dt, A[i], ks)
+        ks.append(fn(y_i, t_new if C[i] == 1.0 else t + C[i] * dt))
+    y_new = y_i  # stage 7's input: the fifth-order solution
+    zero = jax.tree_util.tree_map(jnp.zeros_like, y)
+    err = jax.tree_util.tree_map(
+        lambda e, a, b: e / (atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b))),
+        tree_combine(zero, dt, E, ks), y, y_new)
+    return y_new, ks[6], tree_rms(err)
+
+
+def next_step(h: Array, err: Array, safety: float) -> Array:
+    """The step after an attempt with error norm err: h clip(safety E^(-1/5), 0.2, 10)
+    (10 when E = 0)."""
+    factor = jnp.where(err > 0, safety * err ** -0.2, MAX_FACTOR)
+    return (h * jnp.clip(factor, MIN_FACTOR, MAX_FACTOR)).astype(h.dtype)
+
+
+def pick(accept: Array, new: Tree, old: Tree) -> Tree:
+    """Per example: ``new`` where ``accept`` (B,), else ``old``, leaf by leaf."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(bcast(accept, a), a, b), new, old)
+
+
 @dataclasses.dataclass(frozen=True)
 class Dopri5(adaptive.AdaptiveSolver):
     """Dormand-Prince 5(4), per-example steps (module docstring)."""
@@ -85,50 +170,27 @@ class Dopri5(adaptive.AdaptiveSolver):
     step_limit: int = 10000
     noise_removal: bool = True
 
-    def scale(self, x: Array, x_new: Array) -> Array:
-        return self.atol + self.rtol * jnp.maximum(jnp.abs(x), jnp.abs(x_new))
-
     def init(self, ctx: Context, x: Array) -> dict[str, Array]:
         """x, t = T, and k_1 and h, set by the first step."""
         t = adaptive.start_times(x, self.T)
         return {'x': x, 't': t, 'h': jnp.zeros_like(t), 'k': jnp.zeros_like(x)}
 
-    def initial_step(self, ctx: Context, x: Array, t: Array) -> tuple[Array, Array]:
-        """(k_1, h): the first derivative and the initial step (module docstring)."""
-        k1 = velocity(ctx, x, t)
-        sc = self.atol + self.rtol * jnp.abs(x)
-        d0, d1 = adaptive.rms(x / sc), adaptive.rms(k1 / sc)
-        h0 = jnp.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / jnp.maximum(d1, 1e-30))
-        h0 = jnp.minimum(h0, t - self.eps).astype(x.dtype)
-        k_h0 = velocity(ctx, x - bcast(h0, x) * k1, t - h0)
-        d2 = adaptive.rms((k_h0 - k1) / sc) / h0
-        big = jnp.maximum(d1, d2)
-        h1 = jnp.where(big <= 1e-15, jnp.maximum(1e-6, h0 * 1e-3),
-                       (0.01 / jnp.maximum(big, 1e-30)) ** 0.2)
-        return k1, jnp.minimum(jnp.minimum(100.0 * h0, h1), t - self.eps).astype(x.dtype)
-
     def step(self, ctx: Context, state: dict[str, Array], interval: Interval
              ) -> dict[str, Array]:
         x, t = state['x'], state['t']
+        fn = lambda y, s: velocity(ctx, y, s)
         k1, h = jax.lax.cond(interval.iteration == 0,
-                             lambda: self.initial_step(ctx, x, t),
+                             lambda: initial_step(fn, x, t, t - self.eps, -1, self.rtol,
+                                                  self.atol),
                              lambda: (state['k'], state['h']))
         h, t_new = adaptive.clamp_step(t, h, self.eps)
-        dt = -h
-        ks = [k1]
-        for i in range(1, 7):
-            x_i = combine(x, dt, A[i], ks)
-            ks.append(velocity(ctx, x_i, t_new if C[i] == 1.0 else t + C[i] * dt))
-        x_new = x_i  # stage 7's input: the fifth-order solution
-        err = adaptive.rms(combine(jnp.zeros_like(x), dt, E, ks) / self.scale(x, x_new))
+        x_new, k7, err = attempt(fn, x, t, t_new, -h, k1, self.rtol, self.atol)
         accept = err <= 1.0
-        factor = jnp.where(err > 0, self.safety * err ** -0.2, MAX_FACTOR)
-        pick = lambda a, b: jnp.where(bcast(accept, a), a, b)
         t_out = jnp.where(accept, t_new, t)
-        x_out = adaptive.fail_unfinished(pick(x_new, x), t_out, self.eps, interval.iteration,
-                                         self.step_limit)
-        return {'x': x_out, 't': t_out, 'k': pick(ks[6], k1),
-                'h': (h * jnp.clip(factor, MIN_FACTOR, MAX_FACTOR)).astype(h.dtype)}
+        x_out = adaptive.fail_unfinished(pick(accept, x_new, x), t_out, self.eps,
+                                         interval.iteration, self.step_limit)
+        return {'x': x_out, 't': t_out, 'k': pick(accept, k7, k1),
+                'h': next_step(h, err, self.safety)}
 
     def step_nfe(self, interval: Interval) -> Array:
         """8 evaluations in the first attempt (k_1, the initial-step rule, 6 stages), 6 after."""

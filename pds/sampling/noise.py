@@ -30,3 +30,15 @@ def draw(keys: Array, shape: tuple[int, ...], *tags: Array) -> Array:
         return jax.random.normal(k, shape, jnp.float32)
 
     return jax.vmap(one)(keys)
+
+
+def rademacher(keys: Array, shape: tuple[int, ...], *tags: Array) -> Array:
+    """A Rademacher (+-1 with probability 1/2 each) (B, *shape) float32 draw, each example
+    from its key folded with ``tags`` (as :func:`draw`)."""
+
+    def one(k):
+        for tag in tags:
+            k = jax.random.fold_in(k, tag)
+        return jax.random.rademacher(k, shape, jnp.float32)
+
+    return jax.vmap(one)(keys)

@@ -56,6 +56,7 @@ SCRIPTS = {
     'ode_corrector.py': ('result.json', []),
     'cpu_layout_check.py': ('result.json', []),
     'photo_swd_floor.py': ('result.json', []),
+    'likelihood_exact.py': ('result.json', []),
 }
 
 
@@ -279,6 +280,16 @@ def test_photo_swd_floor(smoke):
     for row in r['rows']:
         has(row, 'n', 'swd', 'se', 'levels', 'level_sizes')
         assert row['swd'] > 0 and row['se'] > 0
+
+
+def test_likelihood_exact(smoke):
+    r = load(smoke.output('likelihood_exact.py'))
+    has(r, 'field', 'mixture', 'prior_kl_field', 'samples')
+    assert r['smoke'] and r['field'] and r['mixture']
+    for row in r['field'] + r['mixture']:
+        has(row, 'probes', 'rtol', 'error_mean', 'error_se', 'error_max_abs', 'nfe_mean')
+        # the exact divergence at rtol 1e-3 stays within 1e-2 bits/dim of the closed form
+        assert row['probes'] or row['error_max_abs'] < 1e-2, row
 
 
 def test_every_script_has_a_smoke_test():
