@@ -45,6 +45,11 @@ COUNT_FIELDS: dict[str, tuple[int, int, str]] = {
     'model.num_scales': (1, MAX_ITERATIONS, 'levels of the discrete ladder (iterations at '
                          'speed_up 1)'),
     'sampling.n_steps_each': (1, 1_000, 'corrector steps per iteration'),
+    'eval.bpd_steps': (1, MAX_ITERATIONS, 'fixed-grid steps of the likelihood ODE'),
+    'eval.bpd_max_steps': (1, MAX_NFE // ADAPTIVE_NFE_PER_STEP,
+                           'attempted dopri5 steps per example of the likelihood ODE'),
+    'eval.bpd_num_probes': (0, 1_024, 'Hutchinson probes, each one JVP per score evaluation '
+                            '(0: the exact divergence)'),
     'sampling.adaptive.max_steps': (1, MAX_NFE // ADAPTIVE_NFE_PER_STEP,
                                     f'attempted steps per example (score evaluations <= '
                                     f'{MAX_NFE})'),
