@@ -40,14 +40,15 @@ def pds_sampling_fields() -> ml_collections.ConfigDict:
 
 def solver_fields(sampling: ml_collections.ConfigDict) -> None:
     """Add the solvers' own blocks to ``sampling``, as each solver declares them with itself
-    (``config_fields`` of its :class:`pds.sampling.declaration.SolverSpec`): ``sampling.edm``
+    (the ``CONFIG_FIELDS`` literal of its module, read without importing JAX): ``sampling.edm``
     (edm_stochastic's churn: s_churn, s_tmin, s_tmax, s_noise; EDM's defaults, S_tmax 1e6 for
     EDM's inf), ``sampling.adaptive`` (dopri5: rtol, atol; adaptive_sde: eps_rel, eps_abs,
     exponent, h_init; both: safety, max_steps) and any later solver's."""
-    from pds.sampling.solver import solver_config_blocks
+    from pds.sampling.declaration import config_value, declared_config_blocks
 
-    for block, fields in solver_config_blocks().items():
-        sampling[block] = ml_collections.ConfigDict(dict(fields))
+    for block, fields in declared_config_blocks().items():
+        sampling[block] = ml_collections.ConfigDict(
+            {name: config_value(default) for name, default in fields.items()})
 
 
 def get_base_config() -> ml_collections.ConfigDict:

@@ -92,20 +92,16 @@ def check_grid_eps(grid, eps: float, method: str) -> None:
                          f'{grid.eps}: build the solver from the same config as the grid')
 
 
-def shared_fields() -> dict[str, Any]:
-    """The ``sampling.adaptive`` fields both error-controlled solvers declare: the safety
-    factor theta and the attempted steps per example (the while loop's bound)."""
-    return {'safety': 0.9, 'max_steps': 10000}
-
-
 def adaptive_fields(config) -> Any:
     """The block ``sampling.adaptive`` (its declared defaults when a config predates it)."""
     from ml_collections import ConfigDict
 
-    from pds.sampling.solver import solver_config_blocks
+    from pds.sampling.declaration import config_value, declared_config_blocks
 
     block = config.sampling.get('adaptive', None)
-    return ConfigDict(solver_config_blocks()['adaptive']) if block is None else block
+    if block is not None:
+        return block
+    return ConfigDict({k: config_value(v) for k, v in declared_config_blocks()['adaptive'].items()})
 
 
 def number_in(field: str, value: Any, low: float, high: float, *, low_open: bool = True,

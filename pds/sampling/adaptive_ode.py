@@ -50,6 +50,9 @@ from pds.sampling.solver import register_solver
 
 Array = jnp.ndarray
 
+# sampling.adaptive: score_sde's ODE tolerances; safety and max_steps as adaptive_sde's
+CONFIG_FIELDS = {'adaptive': {'rtol': 1e-5, 'atol': 1e-5, 'safety': 0.9, 'max_steps': 10000}}
+
 C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
 A = ((),
      (1 / 5,),
@@ -211,8 +214,7 @@ class Dopri5(adaptive.AdaptiveSolver):
     tolerance='rtol',
     reference="score_sde's ODE sampler (scipy RK45; arXiv 2011.13456) in one compiled loop; "
     'Dormand and Prince 1980',
-    config_fields=lambda: {'adaptive': {'rtol': 1e-5, 'atol': 1e-5,
-                                        **adaptive.shared_fields()}}))
+    config_fields=CONFIG_FIELDS))
 def from_config(config, sde: SDE) -> Dopri5:
     block = adaptive.adaptive_fields(config)
     return Dopri5(eps=adaptive.sampling_eps(config, sde), T=float(sde.T),

@@ -44,7 +44,6 @@ import dataclasses
 from typing import Any
 
 import jax.numpy as jnp
-from ml_collections import config_dict
 
 from pds.method.sde import SDE, bcast
 from pds.runtime.errors import ConfigError, check_choice
@@ -56,6 +55,11 @@ from pds.sampling.predictors import invariant_score_term
 from pds.sampling.solver import register_solver
 
 Array = jnp.ndarray
+
+# sampling.adaptive (module docstring; eps_abs a float placeholder: None, one uint8 level);
+# safety and max_steps as dopri5's
+CONFIG_FIELDS = {'adaptive': {'eps_rel': 0.01, 'eps_abs': float, 'exponent': 0.9,
+                              'h_init': 0.01, 'safety': 0.9, 'max_steps': 10000}}
 
 
 def reverse_drift(ctx: Context, x: Array, t: Array) -> tuple[Array, Array]:
@@ -149,9 +153,7 @@ def default_eps_abs(config) -> float:
     where_text="x_T and both stages' drift and noise, `predictor_form='invariant'` only",
     tolerance='eps_rel',
     reference='Gotta Go Fast, Jolicoeur-Martineau et al. 2021 (arXiv 2105.14080), Algorithm 1',
-    config_fields=lambda: {'adaptive': {
-        'eps_rel': 0.01, 'eps_abs': config_dict.placeholder(float), 'exponent': 0.9,
-        'h_init': 0.01, **adaptive.shared_fields()}}))
+    config_fields=CONFIG_FIELDS))
 def from_config(config, sde: SDE) -> GottaGoFast:
     s = config.sampling
     check_pds_form(config)

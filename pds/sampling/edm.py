@@ -53,7 +53,8 @@ Array = jnp.ndarray
 # sampling.edm defaults: EDM's, except S_tmax (EDM: inf; config floats must be finite, and
 # 1e6 is above every sigma_max here: VE 1348 at most, VP about 152). EDM's README samples
 # ImageNet-64 with 256 steps and s_churn=40, s_tmin=0.05, s_tmax=50, s_noise=1.003.
-EDM_DEFAULTS = {'s_churn': 0.0, 's_tmin': 0.0, 's_tmax': 1e6, 's_noise': 1.0}
+CONFIG_FIELDS = {'edm': {'s_churn': 0.0, 's_tmin': 0.0, 's_tmax': 1e6, 's_noise': 1.0}}
+EDM_DEFAULTS = CONFIG_FIELDS['edm']
 
 
 def heun_step(ctx: Context, x_hat: Array, a: Array, s: Array, t: Array, a_n: Array,
@@ -189,7 +190,7 @@ def edm_fields(config) -> dict[str, float]:
     noise='slot 0: the churn noise', moments='stepwise', grid='karras', nfe=_heun_nfe,
     nfe_text='2N - 1', where_text='an `ode_corrector` only (the churn noise stays white)',
     reference=f'{EDM_PAPER}, Algorithm 2',
-    config_fields=lambda: {'edm': dict(EDM_DEFAULTS)}))
+    config_fields=CONFIG_FIELDS))
 def from_config_stochastic(config, sde: SDE) -> EDMStochastic:
     fields = edm_fields(config)
     return EDMStochastic(num_iterations(config)[0], **fields)

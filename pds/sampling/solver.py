@@ -37,13 +37,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import jax.numpy as jnp
-from ml_collections import config_dict
 
 from pds.method.sde import SDE
 from pds.runtime.errors import ConfigError, check_choice
 from pds.runtime.registry import Registry
 from pds.sampling.context import Context
-from pds.sampling.declaration import KINDS, SolverSpec
+from pds.sampling.declaration import KINDS, SolverSpec, merge_config_blocks
 from pds.sampling.grid import Interval, TimeGrid, sampling_schedule
 
 Array = jnp.ndarray
@@ -107,27 +106,10 @@ def corrected_methods() -> tuple[str, ...]:
 
 def solver_config_blocks() -> dict[str, dict[str, Any]]:
     """The solvers' own config blocks under ``sampling`` ({block: {field: default}}), merged
-    over every declaration; ValueError when two declare one field with different defaults."""
-    blocks: dict[str, dict[str, Any]] = {}
-    owner: dict[tuple[str, str], str] = {}
-    for spec in solver_specs():
-        for block, fields in (spec.config_fields() if spec.config_fields else {}).items():
-            merged = blocks.setdefault(block, {})
-            for field, default in fields.items():
-                if field in merged and not _same_default(merged[field], default):
-                    raise ValueError(f'sampling.{block}.{field}: {spec.name} declares '
-                                     f'{default!r}, {owner[block, field]} {merged[field]!r}')
-                merged.setdefault(field, default)
-                owner.setdefault((block, field), spec.name)
-    return blocks
-
-
-def _same_default(a, b) -> bool:
-    if isinstance(a, config_dict.FieldReference) or isinstance(b, config_dict.FieldReference):
-        return (isinstance(a, config_dict.FieldReference)
-                and isinstance(b, config_dict.FieldReference)
-                and a.get_type() is b.get_type() and a.get() == b.get())
-    return type(a) is type(b) and a == b
+    over every registered declaration (what :func:`declared_config_blocks` reads from source
+    for the configs; a test holds the two equal)."""
+    return merge_config_blocks({spec.name: spec.config_fields or {}
+                                for spec in solver_specs()})
 
 
 def require_no_preconditioner(config, spec: SolverSpec) -> None:

@@ -21,6 +21,7 @@ from pds.runtime.errors import ConfigError
 from pds.sampling.adaptive_ode import Dopri5
 from pds.sampling.adaptive_sde import GottaGoFast
 from pds.sampling.context import Context
+from pds.sampling.declaration import config_value
 from pds.sampling.loops import while_loop
 from pds.sampling.noise import example_keys
 from pds.sampling.solver import solver_config_blocks, solver_from_config
@@ -226,7 +227,7 @@ def test_adaptive_sde_eps_abs_default_is_one_uint8_level():
 def test_bad_adaptive_fields(method, field, value, allowed):
     config = sde_config(0.1)
     config.sampling.method = method
-    block = dict(solver_config_blocks()['adaptive'])
+    block = {k: config_value(v) for k, v in solver_config_blocks()['adaptive'].items()}
     block[field] = value  # any type: what a hand-written config may hold
     config.sampling.adaptive = ml_collections.ConfigDict(block)
     with pytest.raises(ConfigError, match=rf'sampling\.adaptive\.{field}={value!r}: .*{allowed}'):

@@ -15,6 +15,7 @@ from pds.method.precondition import Identity
 from pds.quality.samplers import presets
 from pds.runtime.errors import ConfigError
 from pds.sampling.context import Context
+from pds.sampling.declaration import declared_config_blocks
 from pds.sampling.grid import sampling_schedule
 from pds.sampling.loops import scan_loop
 from pds.sampling.noise import example_keys
@@ -103,6 +104,7 @@ def test_derived_lists_hold_every_solver():
     extra = set(table) - set(names)
     assert extra == {f'{s.name}_{x}' for s in solver_specs() for x in s.bench_pds}
     blocks = solver_config_blocks()
+    assert declared_config_blocks() == blocks  # what configs read from source, no import
     config = field_16.get_config()
     for block, fields in blocks.items():
         assert set(config.sampling[block].keys()) == set(fields)
