@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -26,6 +24,7 @@ from pds.modes import eval as eval_mode
 from pds.modes import fid as fid_mode
 from pds.runtime.errors import ConfigError
 from tests.helpers.inception_files import random_weights, write_ref
+from tests.helpers.killed_rounds import run_killed_after_first_round
 from tests.helpers.paths import ROOT, jax_env
 
 NUM, BATCH = 4, 2
@@ -35,21 +34,6 @@ SETTINGS = {  # shared by the in-process configs and the command line of the kil
     'sampling.pds.num_stat_images': 8,
 }
 
-# Runs main.py, but blocks for good right after round_0.npz is written: the test kills it.
-KILLED_CHILD = """
-import os, sys, time
-from pds.storage import outputs
-_write = outputs.write_npz
-def write_npz(path, **arrays):
-    _write(path, **arrays)
-    if os.path.basename(path) == 'round_0.npz':
-        time.sleep(600)
-outputs.write_npz = write_npz
-import main
-from absl import app
-sys.argv = ['main.py'] + sys.argv[1:]
-app.run(main.main)
-"""
 
 
 @pytest.fixture(scope='module')
@@ -105,24 +89,11 @@ def test_killed_eval_resumes(files, uninterrupted, tmp_path, monkeypatch):
     whole_dir, whole = uninterrupted
     env = jax_env()
     args = [f'--{"config." + k}={v}' for k, v in SETTINGS.items()]
-    cmd = [sys.executable, '-c', KILLED_CHILD, f'--config={ROOT}/configs/analytic/cifar10.py',
-           f'--workdir={tmp_path}', '--mode=eval', *args,
-           f'--config.eval.inception_weights={files["weights"]}',
-           f'--config.eval.ref_stats={files["ref"]}']
-    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     round_dir = tmp_path / 'eval' / 'exact'
-    deadline = time.monotonic() + 300
-    try:
-        while not (round_dir / 'round_0.npz').exists():
-            assert child.poll() is None, child.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, 'round_0.npz never appeared'
-            time.sleep(0.2)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    run_killed_after_first_round(
+        [f'--config={ROOT}/configs/analytic/cifar10.py', f'--workdir={tmp_path}', '--mode=eval',
+         *args, f'--config.eval.inception_weights={files["weights"]}',
+         f'--config.eval.ref_stats={files["ref"]}'], env, round_dir)
     assert sorted(os.listdir(round_dir)) == ['round_0.npz']
     assert not (tmp_path / 'eval' / 'report_exact.json').exists()
     (round_dir / '.tmp-cut-short').write_bytes(b'partial')  # a write a kill interrupted

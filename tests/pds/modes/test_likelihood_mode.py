@@ -4,10 +4,8 @@ settings changes, and bad input (one line, exit 2; a non-finite result, exit 1).
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from configs.analytic import field_16
 from pds.likelihood import run as likelihood_run
 from pds.modes import run_mode
 from pds.runtime.errors import ConfigError
+from tests.helpers.killed_rounds import run_killed_after_first_round
 from tests.helpers.paths import ROOT, jax_env
 
 SETTINGS = {'data.image_size': 4, 'eval.batch_size': 4, 'eval.num_samples': 8,
@@ -131,43 +130,16 @@ def test_main_exit_codes(tmp_path):
     assert not os.listdir(tmp_path / 'steps' / 'likelihood' / 'exact')
 
 
-KILLED_CHILD = """
-import os, sys, time
-from pds.storage import outputs
-_write = outputs.write_npz
-def write_npz(path, **arrays):
-    _write(path, **arrays)
-    if os.path.basename(path) == 'round_0.npz':
-        time.sleep(600)
-outputs.write_npz = write_npz
-import main
-from absl import app
-sys.argv = ['main.py'] + sys.argv[1:]
-app.run(main.main)
-"""
 
 
 @pytest.mark.slow
 def test_killed_run_resumes(uninterrupted, tmp_path, monkeypatch):
     whole_dir, _ = uninterrupted
-    cmd = [sys.executable, '-c', KILLED_CHILD,
-           f'--config={ROOT}/configs/analytic/field_16.py', f'--workdir={tmp_path}',
-           '--mode=likelihood', *[f'--config.{k}={v}' for k, v in SETTINGS.items()]]
-    child = subprocess.Popen(cmd, env=jax_env(), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
     round_dir = tmp_path / 'likelihood' / 'exact'
-    deadline = time.monotonic() + 300
-    try:
-        while not (round_dir / 'round_0.npz').exists():
-            assert child.poll() is None, child.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, 'round_0.npz never appeared'
-            time.sleep(0.2)
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    run_killed_after_first_round(
+        [f'--config={ROOT}/configs/analytic/field_16.py', f'--workdir={tmp_path}',
+         '--mode=likelihood', *[f'--config.{k}={v}' for k, v in SETTINGS.items()]],
+        jax_env(), round_dir)
     assert sorted(os.listdir(round_dir)) == ['round_0.npz']
     (round_dir / '.tmp-cut-short').write_bytes(b'partial')  # a write the kill cut short
     computed = []
