@@ -21,6 +21,16 @@ SETTINGS = {'data.image_size': 4, 'eval.batch_size': 4, 'eval.num_samples': 8,
             'eval.bpd_num_probes': 0, 'eval.bpd_rtol': 1e-4, 'eval.bpd_atol': 1e-4}
 
 
+def record_computed_rounds(monkeypatch) -> list[list[int]]:
+    """The rounds each call of ``compute_rounds`` computes, recorded as the run goes."""
+    computed = []
+    real = likelihood_run.compute_rounds
+    monkeypatch.setattr(likelihood_run, 'compute_rounds',
+                        lambda setup, d, todo, fp: computed.append(list(todo)) or
+                        real(setup, d, todo, fp))
+    return computed
+
+
 def make_config(**overrides):
     config = field_16.get_config()
     config.update_from_flattened_dict(SETTINGS)
@@ -65,11 +75,7 @@ def test_resumes_at_the_missing_round(uninterrupted, tmp_path, monkeypatch):
     shutil.copytree(os.path.join(whole_dir, 'likelihood', 'exact'),
                     tmp_path / 'likelihood' / 'exact')
     os.remove(tmp_path / 'likelihood' / 'exact' / 'round_1.npz')
-    computed = []
-    real = likelihood_run.compute_rounds
-    monkeypatch.setattr(likelihood_run, 'compute_rounds',
-                        lambda setup, d, todo, fp: computed.append(list(todo)) or
-                        real(setup, d, todo, fp))
+    computed = record_computed_rounds(monkeypatch)
     rep = run_mode('likelihood', make_config(), str(tmp_path))
     assert computed == [[1]] and rep['rounds_resumed'] == 1 and rep['rounds_computed'] == 1
     for key, value in per_example(whole_dir).items():
@@ -142,11 +148,7 @@ def test_killed_run_resumes(uninterrupted, tmp_path, monkeypatch):
         jax_env(), round_dir)
     assert sorted(os.listdir(round_dir)) == ['round_0.npz']
     (round_dir / '.tmp-cut-short').write_bytes(b'partial')  # a write the kill cut short
-    computed = []
-    real = likelihood_run.compute_rounds
-    monkeypatch.setattr(likelihood_run, 'compute_rounds',
-                        lambda setup, d, todo, fp: computed.append(list(todo)) or
-                        real(setup, d, todo, fp))
+    computed = record_computed_rounds(monkeypatch)
     rep = run_mode('likelihood', make_config(), str(tmp_path))
     assert computed == [[1]] and rep['rounds_resumed'] == 1
     assert sorted(os.listdir(round_dir)) == ['round_0.npz', 'round_1.npz']
