@@ -158,6 +158,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     bench.rtols = (1e-2, 1e-3, 1e-4)  # dopri5 (rtol = atol)
     bench.eps_rels = (0.5, 0.1, 0.05)  # adaptive_sde
     bench.ode_prior = 'mean'  # x_T of the ODE and adaptive solvers: 'mean' or 'score_sde'
+    # real data (pds/quality/data_bench.py): the converged references and the data moments
+    bench.converged_steps = 2000  # pc iterations of the network's converged samples; 0: none
+    bench.ode_reference_rtol = 1e-5  # dopri5 of the deterministic samplers' error; 0: none
+    bench.moment_images = 8192  # training images of the data moments and the Gaussian model
+    bench.memorisation_images = 8192  # training images the memorisation check searches
     bench.target_fd = 0.0  # the headline's FD target; 0: the expected FD of 50k exact samples
 
     # --mode=tune (pds/modes/tune.py): alpha* per iteration count, by the bench's estimate

@@ -1,6 +1,8 @@
 """``--mode=bench``: sample quality against NFE, baseline and PDS, on a known distribution
 (:mod:`pds.quality.estimates` measures; with ``bench.samplers`` set, every sampler of
-:mod:`pds.quality.samplers` instead).
+:mod:`pds.quality.samplers` instead). On real data (a network trained on a dataset that is
+not an exact target) the samplers of ``bench.samplers`` are measured against held-out
+images instead (:mod:`pds.quality.data_bench`: SWD, Fourier FD, data floor).
 
 Two estimates, chosen by ``bench.estimate`` (``auto``: the first that applies):
 
@@ -33,9 +35,9 @@ import os
 import numpy as np
 
 from pds.analytic.fd import BANDS
-from pds.analytic.targets import check_known_distribution
+from pds.analytic.targets import check_known_distribution, experiment_target
 from pds.experiment.rounds import count_rounds
-from pds.quality import estimates, figures, samplers
+from pds.quality import data_bench, estimates, figures, samplers
 from pds.quality.estimates import Experiments, Method, floor_50k
 from pds.quality.report import nfe_to_target, number
 from pds.runtime import distributed
@@ -66,6 +68,12 @@ def spot_checks(config) -> list[tuple[int, Method]]:
 
 def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
     outputs.prepare_workdir(workdir)
+    if experiment_target(config) is None:  # real data: measured against held-out images
+        if not config.bench.get('samplers', ()):
+            raise ConfigError('bench.samplers', (), 'sampler names (pds/quality/samplers.py) '
+                              f'for --mode=bench on data.dataset={config.data.dataset!r}, '
+                              'e.g. (\'pc\', \'pc_pds\', \'dpm_solver_3m\')')
+        return data_bench.run(config, workdir, overwrite)
     check_known_distribution(config, '--mode=bench')
     if config.bench.get('samplers', ()):
         return run_samplers(config, workdir, overwrite)
