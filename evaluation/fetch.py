@@ -78,8 +78,14 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str, *, timeout: float = TI
     sha256 = check_sha256(sha256)
     dest = Path(dest)
     hint = f'place the file by hand at {dest} (its SHA-256 starts with {sha256[:8]}) and re-run'
+    if dest.exists() and not dest.is_file():
+        raise FetchError(f'{dest} is not a file: remove it, or fetch into another cache '
+                         'directory')
     if dest.is_file():
-        digest = file_sha256(dest)
+        try:
+            digest = file_sha256(dest)
+        except OSError as err:
+            raise FetchError(f'cannot read the cached {dest} ({_describe(err)})') from None
         if not digest.startswith(sha256):
             raise FetchError(f'cached {dest} has SHA-256 {digest[:16]}..., not starting with '
                              f'{sha256}: delete it and fetch again, or {hint}')
@@ -96,14 +102,18 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str, *, timeout: float = TI
                          f'({_describe(err)})') from None
     try:
         with os.fdopen(fd, 'wb') as out:
-            digest = _download(url, out, timeout, max_bytes, urlopen, hint)
-            out.flush()
-            os.fsync(out.fileno())
-        if not digest.startswith(sha256):
-            raise FetchError(f'{url}: the downloaded file has SHA-256 {digest[:16]}..., not '
-                             f'starting with {sha256}; nothing was kept (a changed or corrupted '
-                             f'release file?); or {hint}')
-        os.replace(tmp, dest)
+            digest = _download(url, out, timeout, max_bytes, urlopen, hint, dest.parent)
+            if not digest.startswith(sha256):
+                raise FetchError(f'{url}: the downloaded file has SHA-256 {digest[:16]}..., '
+                                 f'not starting with {sha256}; nothing was kept (a changed or '
+                                 f'corrupted release file?); or {hint}')
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+                os.replace(tmp, dest)
+            except OSError as err:
+                raise FetchError(f'cannot store the download in {dest} ({_describe(err)})'
+                                 ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -111,8 +121,9 @@ def fetch(url: str, dest: str | os.PathLike, sha256: str, *, timeout: float = TI
 
 
 def _download(url: str, out, timeout: float, max_bytes: int,
-              urlopen: Callable[..., object], hint: str) -> str:
-    """Stream ``url`` into the open file ``out``; return the hex SHA-256 of the bytes."""
+              urlopen: Callable[..., object], hint: str, where: Path) -> str:
+    """Stream ``url`` into the open file ``out`` (in the directory ``where``); return the
+    hex SHA-256 of the bytes."""
     h = hashlib.sha256()
     size = 0
     try:
@@ -128,7 +139,11 @@ def _download(url: str, out, timeout: float, max_bytes: int,
                     raise FetchError(f'{url}: more than {max_bytes} bytes, refused; nothing '
                                      'was kept')
                 h.update(block)
-                out.write(block)
+                try:
+                    out.write(block)
+                except OSError as err:  # a full disk, a quota
+                    raise FetchError(f'cannot write the download of {url} into {where} '
+                                     f'({_describe(err)}); nothing was kept') from None
     except urllib.error.HTTPError as err:
         raise FetchError(f'download of {url} failed: HTTP {err.code} {err.reason}; {hint}'
                          ) from None

@@ -145,6 +145,53 @@ def test_file_placed_by_hand_is_verified(tmp_path):
     assert dest.read_bytes() == BODY[:-1]  # a file placed by hand is never overwritten
 
 
+class _Stream:
+    """A urlopen response without Content-Length: ``blocks`` in turn, then ``end`` (an
+    exception to raise, or None for the end of the body)."""
+
+    def __init__(self, blocks, end=None):
+        self.blocks, self.end, self.headers = list(blocks), end, {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self, n):
+        if self.blocks:
+            return self.blocks.pop(0)
+        if self.end is not None:
+            raise self.end
+        return b''
+
+
+def test_interrupted_download_keeps_nothing(tmp_path):
+    """Ctrl-C in the middle of the body: the temporary file goes, the interrupt goes on."""
+    opener = lambda url, timeout: _Stream([BODY[:100]], KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        fetch.fetch('http://127.0.0.1:9/w.pth', tmp_path / 'w.pth', DIGEST, urlopen=opener)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unannounced_size_limit(tmp_path):
+    opener = lambda url, timeout: _Stream([BODY[:600], BODY[600:1200]])
+    with pytest.raises(fetch.FetchError, match='more than 1000 bytes'):
+        fetch.fetch('http://127.0.0.1:9/w.pth', tmp_path / 'w.pth', DIGEST, max_bytes=1000,
+                    urlopen=opener)
+    assert list(tmp_path.iterdir()) == []
+    opener = lambda url, timeout: _Stream([BODY[:600], BODY[600:]])
+    got = fetch.fetch('http://127.0.0.1:9/w.pth', tmp_path / 'w.pth', DIGEST, urlopen=opener)
+    assert got.downloaded and (tmp_path / 'w.pth').read_bytes() == BODY
+
+
+def test_destination_directory_refused(server, tmp_path):
+    (tmp_path / 'w.pth').mkdir()
+    with pytest.raises(fetch.FetchError, match='is not a file'):
+        fetch.fetch(f'{server.base}/w.pth', tmp_path / 'w.pth', DIGEST)
+    assert server.requests == [] and [p.name for p in tmp_path.iterdir()] == ['w.pth']
+
+
 @pytest.mark.parametrize('url', ['file:///etc/passwd', 'ftp://127.0.0.1/w.pth'])
 def test_only_http_urls(tmp_path, url):
     with pytest.raises(fetch.FetchError, match='only http and https'):
