@@ -2,7 +2,14 @@
 
 Source: pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (a state_dict; its SHA-256
 starts with ``6726825d``), downloadable from pytorch-fid's GitHub release ``fid_weights``.
-Convert once (needs torch; ``pip install -r requirements-test.txt`` provides it)::
+Fetch and convert once (needs torch; ``pip install -r requirements-test.txt`` provides it)::
+
+    python -m evaluation.inception_weights --fetch --out inception_fid.npz
+
+downloads ``SOURCE_URL`` (``--url`` for a mirror) into ``--cache-dir`` (default
+``$XDG_CACHE_HOME/pds`` or ``~/.cache/pds``) once, verified (``evaluation.fetch``); a later call
+reuses the cached file without network. Without network, place the file in the cache directory
+by hand, or convert a copy directly::
 
     python -m evaluation.inception_weights \
         --source pt_inception-2015-12-05-6726825d.pth --out inception_fid.npz
@@ -32,9 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation import fetch
+from evaluation.fetch import file_sha256
 from evaluation.inception import param_shapes, unflatten
 
 SOURCE_NAME = 'pt_inception-2015-12-05-6726825d.pth'
+SOURCE_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
+              + SOURCE_NAME)
+SOURCE_SHA256_PREFIX = '6726825d'  # torch.hub's convention: the name's hash starts the sha256
 DEFAULT_OUT = 'inception_fid.npz'
 DIGEST_KEY = '__sha256__'
 SOURCE_DIGEST_KEY = '__source_sha256__'
@@ -42,8 +54,23 @@ _BN_RENAME = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean', 'runnin
 
 
 def convert_command(out: str | os.PathLike = DEFAULT_OUT) -> str:
-    """The exact shell command that produces ``out``."""
+    """The exact shell command that produces ``out`` from a local copy of the source."""
     return f'python -m evaluation.inception_weights --source {SOURCE_NAME} --out {out}'
+
+
+def fetch_command(out: str | os.PathLike = DEFAULT_OUT) -> str:
+    """The exact shell command that downloads (once, cached) and converts into ``out``."""
+    return f'python -m evaluation.inception_weights --fetch --out {out}'
+
+
+def fetch_source(cache_dir: str | os.PathLike | None = None, url: str = SOURCE_URL,
+                 sha256: str | None = None, **kwargs) -> fetch.Fetched:
+    """pytorch-fid's release file in ``cache_dir`` (default ``fetch.default_cache_dir()``)
+    as ``SOURCE_NAME``, downloaded once and verified against ``sha256`` (default
+    ``SOURCE_SHA256_PREFIX``) by ``evaluation.fetch.fetch``."""
+    cache_dir = fetch.default_cache_dir() if cache_dir is None else Path(cache_dir)
+    sha256 = SOURCE_SHA256_PREFIX if sha256 is None else sha256
+    return fetch.fetch(url, cache_dir / SOURCE_NAME, sha256, **kwargs)
 
 
 def params_digest(flat: Mapping[str, np.ndarray]) -> str:
@@ -55,14 +82,6 @@ def params_digest(flat: Mapping[str, np.ndarray]) -> str:
         h.update(arr.dtype.newbyteorder('<').str.encode())
         h.update(repr(tuple(arr.shape)).encode())
         h.update(arr.astype(arr.dtype.newbyteorder('<'), copy=False).tobytes())
-    return h.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -183,8 +202,9 @@ def save_params(flat: Mapping[str, np.ndarray], out: str | os.PathLike) -> str:
 
 def not_found_message(path: str | os.PathLike) -> str:
     """What to do when the converted weights are absent (one line)."""
-    return (f'FID Inception weights not found at {path}: get {SOURCE_NAME} (pytorch-fid '
-            f"release 'fid_weights') and run `{convert_command(path)}`")
+    return (f'FID Inception weights not found at {path}: run `{fetch_command(path)}` '
+            f"(downloads pytorch-fid's release file {SOURCE_NAME} once, needs torch), or "
+            f'without network get that file and run `{convert_command(path)}`')
 
 
 def load_inception_params(path: str | os.PathLike, expected_sha256: str | None = None) -> dict:
@@ -241,21 +261,41 @@ def params_from_flat(flat: Mapping[str, np.ndarray], origin: str | os.PathLike,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--source', default=SOURCE_NAME, help='pytorch-fid .pth state_dict')
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument('--source', default=None,
+                        help=f'pytorch-fid .pth state_dict (default {SOURCE_NAME})')
+    source.add_argument('--fetch', action='store_true',
+                        help='download the source once into --cache-dir (verified) and use it')
+    parser.add_argument('--url', default=SOURCE_URL, help='with --fetch: where to download from')
+    parser.add_argument('--cache-dir', default=None,
+                        help=f'with --fetch: the cache (default {fetch.default_cache_dir()})')
     parser.add_argument('--out', default=DEFAULT_OUT, help='output .npz')
     parser.add_argument('--no-verify-source', action='store_true',
                         help='skip the hash-in-filename check of the source')
     args = parser.parse_args(argv)
+    if not args.fetch and (args.url != SOURCE_URL or args.cache_dir is not None):
+        parser.error('--url and --cache-dir go with --fetch')
+    if args.fetch:
+        try:
+            got = fetch_source(args.cache_dir, args.url)
+        except fetch.FetchError as err:
+            print(f'error: {err}', file=sys.stderr)
+            return 1
+        print(f'{"downloaded" if got.downloaded else "using cached"} {got.path} '
+              f'(sha256 {got.sha256})')
+        args.source = got.path
+    elif args.source is None:
+        args.source = SOURCE_NAME
     if not Path(args.source).is_file():
         print(f'error: {args.source} not found (download {SOURCE_NAME} from pytorch-fid\'s '
-              "release 'fid_weights')", file=sys.stderr)
+              f"release 'fid_weights', or run `{fetch_command(args.out)}`)", file=sys.stderr)
         return 2
     try:
         digest = convert(args.source, args.out, verify_source=not args.no_verify_source)
-    except (OSError, ValueError) as err:
+    except (ImportError, OSError, ValueError) as err:
         print(f'error: {" ".join(str(err).split())}', file=sys.stderr)
         return 2
-    print(f'wrote {args.out} (params sha256 {digest})')
+    print(f'wrote {args.out} (params sha256 {digest}, source sha256 in {SOURCE_DIGEST_KEY})')
     return 0
 
 

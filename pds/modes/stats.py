@@ -71,12 +71,13 @@ def fid_reference(config, images: np.ndarray) -> tuple[dict | None, str]:
     try:
         from evaluation import metrics
         from evaluation.inception import RESIZE_POLICY
+        from evaluation.inception_weights import DEFAULT_OUT, fetch_command
         from pds.quality import inception
     except ImportError as err:
         return None, f'FID statistics skipped: evaluation code unavailable ({err})'
     if not weights or not os.path.isfile(weights):
         return None, (f'FID statistics skipped: no Inception weights at eval.inception_weights='
-                      f'{weights!r} (python -m evaluation.inception_weights)')
+                      f'{weights!r} (`{fetch_command(weights or DEFAULT_OUT)}` makes them)')
     if images.shape[-1] not in (1, 3):
         return None, f'FID statistics skipped: {images.shape[-1]}-channel images'
     if len(images) < 2:

@@ -225,6 +225,8 @@ def test_cli_missing_weights_one_line(tmp_path):
     assert res.returncode == 2, res.stderr[-2000:]
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith('error: invalid eval.inception_weights=') and 'w.npz' in last
+    assert 'Traceback' not in res.stderr
+    assert f'`python -m evaluation.inception_weights --fetch --out {tmp_path}/w.npz`' in last
 
 
 @pytest.mark.parametrize('n,d,n_ref', [(5, 64, 3), (5, 64, 200), (64, 64, 10), (90, 64, 100)])
