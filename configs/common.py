@@ -110,6 +110,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     sampling.progress_every = 0
     # a network config whose --workdir has no checkpoint: an error unless this is set
     sampling.allow_random_init = False
+    # a network's sampling variables: '' reads <workdir>/checkpoints (what --mode=train and
+    # --mode=convert write); else a folder holding such a checkpoints/ folder (an export)
+    sampling.checkpoint_dir = ''
 
     # --mode=eval: checkpoint steps s with begin_ckpt <= s <= end_ckpt (end_ckpt -1: no upper
     # bound; begin_ckpt -1: the newest stored step only); exact-score models have one
@@ -173,6 +176,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     tune.refine = 8  # golden-section evaluations around the grid's best (population only)
     tune.estimate = 'auto'  # as bench.estimate
     tune.num_samples = 256  # per sampled cell
+    tune.metric = 'fd'  # real data: 'fd' (Fourier-mode FD) or 'swd', against held-out images
     tune.batch_size = 64
 
     config.data = data = ml_collections.ConfigDict()

@@ -18,15 +18,23 @@ def network_score_model(config, workdir: str | None = None) -> tuple[Any, Any, d
     source, or the random initialisation.
 
     Variables come from the newest step under ``<workdir>/checkpoints`` (a converted or
-    trained checkpoint). A workdir without one is a ConfigError (a mistyped --workdir would
-    otherwise sample a random network) unless ``sampling.allow_random_init``; without a
-    workdir (programmatic use: benchmarks, tests) the network is freshly initialised from
-    ``config.seed``, with a warning.
+    trained checkpoint), or under ``<sampling.checkpoint_dir>/checkpoints`` when that is set
+    (an exported network, e.g. the committed photo network). A workdir without one is a
+    ConfigError (a mistyped --workdir would otherwise sample a random network) unless
+    ``sampling.allow_random_init``; without a workdir (programmatic use: benchmarks, tests)
+    the network is freshly initialised from ``config.seed``, with a warning.
     """
     from models.registry import create_model, init_variables
     from pds.method.score import get_score_fn
 
     model = create_model(config)
+    export = config.sampling.get('checkpoint_dir', '')
+    if export:
+        if not os.path.isdir(os.path.join(export, 'checkpoints')):
+            raise ConfigError('sampling.checkpoint_dir', export, 'a folder holding a '
+                              'checkpoints/ folder of sampling variables (an export, or a '
+                              '--mode=train workdir)')
+        workdir = export
     ckpt_dir = os.path.join(workdir, 'checkpoints') if workdir else None
     if ckpt_dir and os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
         from pds.storage.sampling_checkpoints import read_metadata, restore_variables

@@ -151,7 +151,7 @@ def clipped(x: np.ndarray, config) -> np.ndarray:
 
 
 class Measure:
-    """The metrics of a cell against the references (module docstring); process 0 only."""
+    """The metrics of a cell against the references (module docstring)."""
 
     def __init__(self, config, num: int):
         from pds.data.pipelines import load_images
@@ -217,7 +217,7 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
 
     main = distributed.is_main()
     say = print if main else (lambda *a, **k: None)
-    measure = Measure(config, num) if main else None
+    measure = Measure(config, num)
     drawn = {}
     for key, cfg in refs.items():
         drawn[key] = draw_cell(experiments, cfg, num, batch,
@@ -397,3 +397,60 @@ def plot(path: str, rows: list[dict], refs: dict, config) -> None:
     axes[1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     figures.save(fig, path)
+
+
+class DataObjective:
+    """``--mode=tune``'s objective on real data: the metric ``tune.metric`` ('fd' or 'swd')
+    of the configured PC sampler with PDS at alpha (None: the baseline) at N iterations,
+    ``tune.num_samples`` samples per cell, each cell stored under ``tune/cells/`` and reused
+    on resume. Every process computes the same values (it holds every sample), so the
+    search takes the same path on every process."""
+
+    estimate = 'sampled'
+    METRICS = ('fd', 'swd')
+
+    def __init__(self, config, workdir: str, num: int, batch: int):
+        from pds.runtime.errors import check_choice
+
+        self.metric = config.tune.get('metric', 'fd')
+        check_choice('tune.metric', self.metric, self.METRICS)
+        if num < 20:
+            raise ConfigError('tune.num_samples', num, 'at least 20 on real data (the SWD '
+                              'standard error needs 10 groups of 2 images)')
+        self.config, self.workdir, self.num, self.batch = config, workdir, num, batch
+        self.form = config.sampling.pds.get('predictor_form', 'reference')
+        self.experiments = Experiments(config, workdir)
+        self.measure = Measure(config, num)
+        self.rows: dict[tuple[int, float | None], dict] = {}
+        self.floor = self.measure.metrics(self.measure.b)
+
+    @property
+    def floor_value(self) -> float:
+        return float(self.floor[self.metric])
+
+    def __call__(self, n: int, alpha: float | None) -> float:
+        from pds.quality.estimates import Method
+
+        key = (n, alpha)
+        if key not in self.rows:
+            method = Method(alpha, self.form)
+            cfg = method.configure(self.config)
+            cfg.sampling.steps = n
+            rung = f'N={n}'
+            cell = draw_cell(self.experiments, cfg, self.num, self.batch,
+                             os.path.join(self.workdir, 'tune', CELLS, os.path.basename(
+                                 cell_path('', method.label.replace(' ', '_'), rung))),
+                             f'{method.label} {rung}')
+            m = self.measure.metrics(cell['samples'])
+            self.rows[key] = {'iterations': n, 'nfe': int(cell['nfe'].max()),
+                              'method': method.label, 'alpha': alpha,
+                              'predictor_form': method.form if alpha is not None else '',
+                              'estimate': 'sampled', 'frechet_distance': m[self.metric],
+                              'frechet_distance_se': m[f'{self.metric}_se'],
+                              'seconds': float(cell['seconds'])}
+        return float(self.rows[key]['frechet_distance'])
+
+    def cells(self, n: int) -> list[dict]:
+        from pds.quality.alpha_search import order
+
+        return [r for (m, _), r in sorted(self.rows.items(), key=order) if m == n]
