@@ -155,6 +155,13 @@ def data_moments_for_prior(config, target, prior: str
     stats = config.sampling.get('prior_stats', '')
     if stats:  # a network's data: the moments --mode=stats measured
         return stats_prior(config, stats, prior)
+    if target is None:  # a network's data without a stats file: measured now
+        from pds.method.masks import power_spectrum
+
+        n = config.sampling.pds.num_stat_images
+        spectrum = power_spectrum(stats_images(config, n))
+        return moments_prior(config, spectrum['mean'].astype(np.float64),
+                             spectrum['power_centered'].astype(np.float64), prior)
     if target is not None and prior == 'mean':
         return target.prior_mean(h, w), None
     if target is None or not target.gaussian_modes:
@@ -169,12 +176,20 @@ def data_moments_for_prior(config, target, prior: str
 
 def stats_prior(config, path: str, prior: str) -> tuple[np.ndarray, np.ndarray | None]:
     """The prior's (mean (H, W, C), half spectrum (H, W // 2 + 1, C)) from a
-    ``--mode=stats`` spectrum.npz, in the model's data units: x -> 2 x - 1 (mean 2 mu - 1,
-    spectrum 4 lambda) with ``data.centered``."""
+    ``--mode=stats`` spectrum.npz (:func:`moments_prior`)."""
     from pds.storage.readers import read_data_spectrum
 
+    mean, power = read_data_spectrum(path, image_shape(config))
+    return moments_prior(config, mean, power, prior)
+
+
+def moments_prior(config, mean: np.ndarray, power: np.ndarray, prior: str
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The prior's (mean (H, W, C), half spectrum (H, W // 2 + 1, C)) from the data's
+    per-channel mean (C,) and centred power spectrum (C, H, W) in [0, 1] units, in the
+    model's data units: x -> 2 x - 1 (mean 2 mu - 1, spectrum 4 lambda) with
+    ``data.centered``."""
     h, w, c = image_shape(config)
-    mean, power = read_data_spectrum(path, (h, w, c))
     if config.data.centered:
         mean, power = 2.0 * mean - 1.0, 4.0 * power
     mean_img = np.broadcast_to(mean.astype(np.float32), (h, w, c)).copy()

@@ -40,6 +40,27 @@ def space_statistic(images: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.mean(x**2, axis=0), 2, 0).astype(np.float32)
 
 
+def power_spectrum(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean and orthonormal power spectra of images (N, H, W, C): ``mean`` (C,) per channel,
+    ``power`` and ``power_centered`` (C, H, W) the mean |F x|^2 of the images and of the
+    images minus ``mean``, ``variance`` (C,) the pixel variance, ``num_images``."""
+    x = np.asarray(images, np.float64)
+    n, h, w, c = x.shape
+    mean = x.mean(axis=(0, 1, 2))
+    power = np.zeros((c, h, w))
+    centered = np.zeros((c, h, w))
+    for chunk in np.array_split(x, max(1, n // 32)):
+        chw = np.moveaxis(chunk, 3, 1)
+        power += np.sum(np.abs(np.fft.fft2(chw, norm='ortho')) ** 2, axis=0)
+        centered += np.sum(np.abs(np.fft.fft2(chw - mean[:, None, None], norm='ortho')) ** 2,
+                           axis=0)
+    centered /= n
+    return {'mean': mean.astype(np.float32), 'power': (power / n).astype(np.float32),
+            'power_centered': centered.astype(np.float32),
+            'variance': centered.mean(axis=(1, 2)).astype(np.float32),
+            'num_images': np.int64(n)}
+
+
 def check_transform(transform: str) -> None:
     check_choice('sampling.pds.transform', transform, TRANSFORMS)
 

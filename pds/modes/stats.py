@@ -38,31 +38,13 @@ import numpy as np
 
 from pds.data.pipelines import load_images
 from pds.method import masks
+from pds.method.masks import power_spectrum
 from pds.runtime import distributed
 from pds.runtime.errors import ConfigError, positive_int
 from pds.storage import outputs, replace
 
 STATS_DIR = 'stats'
 FILES = ('freq_mask.npy', 'space_mask.npy', 'spectrum.npz', 'fid_stats.npz', 'summary.json')
-
-
-def power_spectrum(images: np.ndarray) -> dict[str, np.ndarray]:
-    """Mean and orthonormal power spectra of images (N, H, W, C); see the module docstring."""
-    x = np.asarray(images, np.float64)
-    n, h, w, c = x.shape
-    mean = x.mean(axis=(0, 1, 2))
-    power = np.zeros((c, h, w))
-    centered = np.zeros((c, h, w))
-    for chunk in np.array_split(x, max(1, n // 32)):
-        chw = np.moveaxis(chunk, 3, 1)
-        power += np.sum(np.abs(np.fft.fft2(chw, norm='ortho')) ** 2, axis=0)
-        centered += np.sum(np.abs(np.fft.fft2(chw - mean[:, None, None], norm='ortho')) ** 2,
-                           axis=0)
-    centered /= n
-    return {'mean': mean.astype(np.float32), 'power': (power / n).astype(np.float32),
-            'power_centered': centered.astype(np.float32),
-            'variance': centered.mean(axis=(1, 2)).astype(np.float32),
-            'num_images': np.int64(n)}
 
 
 def fid_reference(config, images: np.ndarray) -> tuple[dict | None, str]:

@@ -207,7 +207,8 @@ def plot(path: str, report: dict, cells: list[dict], config) -> None:
                 label=f"{fit['coefficient']:.3g} N^{fit['exponent']:.2f}")
     ax.set(xscale='log', yscale='log', xlabel='iterations N', ylabel='alpha*',
            title='tuned alpha (baseline-best N not shown)')
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
 
     ax = axes[2]
     nfe = [r['nfe'] for r in report['table']]

@@ -40,6 +40,7 @@ import io
 import json
 import os
 import re
+import zipfile
 
 import numpy as np
 
@@ -111,7 +112,7 @@ def read_cell(path: str, stamp: str) -> dict | None:
             if str(f['fingerprint']) != stamp:
                 return None
             return {k: f[k] for k in f.files}
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # a damaged file: redo the cell (it is written atomically, so rare)
 
 

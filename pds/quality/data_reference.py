@@ -9,12 +9,13 @@ distribution is known only through its images (``data.dataset`` not an exact tar
 - data moments: the per-channel mean and the per-mode variance lambda(k) of the orthonormal
   2-D DFT of training images (:class:`DataMoments`), the target of the Fourier-mode Frechet
   distance (:class:`pds.analytic.fd.FourierMoments`).
-- the best Gaussian model of the data: the stationary Gaussian field whose per-frequency
-  cross-channel covariance Sigma(k) = E[X(k) X(k)^H] (X the orthonormal DFT of the image minus
-  its per-channel mean) is the training images', sampled exactly:
+- the best Gaussian model of the data: the Gaussian with the training images' mean image mu
+  and their circulant (stationary) covariance, i.e. the per-frequency cross-channel
+  covariance Sigma(k) = Cov[X(k)] of their orthonormal DFT X, sampled exactly:
   x = mu + sqrt(2) Re(F^-1 L(k) w(k)), with L L^H = Sigma and w circular complex white noise
-  (E w w^H = I, E w w^T = 0), so that Cov x = Re(F^H Sigma F), the images' stationary
-  covariance. A network that beats it on SWD learned more than second-order statistics.
+  (E w w^H = I, E w w^T = 0), so that Cov x = Re(F^H Sigma F) (real images have
+  Sigma(-k) = conj Sigma(k), which makes F^H Sigma F real). A network that beats it on SWD
+  learned more than second-order statistics.
 - memorisation: the nearest-neighbour distance (root mean square over pixels) of each sample
   to the training images and their mirror images, beside the same distance for held-out images.
 """
@@ -49,10 +50,10 @@ def reference_sets(config, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class DataMoments:
-    """Stationary moments of the training images (float64): ``mean`` (C,) the per-channel
-    mean and ``cross`` (H, W, C, C) Sigma(k) = E[X(k) X(k)^H], X the orthonormal DFT of
-    the image minus ``mean`` (unbiased, N - 1 denominator). Its diagonal is the per-mode
-    variance lambda(k), the Fourier FD's target (:attr:`spectrum`)."""
+    """Moments of the training images (float64): ``mean`` (H, W, C) the mean image and
+    ``cross`` (H, W, C, C) Sigma(k) = Cov[X(k)], the per-frequency cross-channel covariance
+    of the orthonormal DFT X of the images (N - 1 denominator). Its diagonal is the
+    per-mode variance lambda(k), the Fourier FD's target (:attr:`spectrum`)."""
 
     mean: np.ndarray
     cross: np.ndarray
@@ -68,7 +69,7 @@ def data_moments(images: np.ndarray, chunk: int = 1024) -> DataMoments:
     """:class:`DataMoments` of ``images`` (N, H, W, C), streaming in chunks."""
     x = np.asarray(images, np.float64)
     n, h, w, c = x.shape
-    mean = x.mean(axis=(0, 1, 2))
+    mean = x.mean(axis=0)
     cross = np.zeros((h, w, c, c), complex)
     for s in range(0, n, chunk):
         spec = np.fft.fft2(x[s:s + chunk] - mean, axes=(1, 2), norm='ortho')

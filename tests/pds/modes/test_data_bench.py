@@ -1,0 +1,124 @@
+"""``--mode=bench`` and ``--mode=tune`` on real data (pds/quality/data_bench.py): a killed
+bench resumes from its stored cells and reproduces the uninterrupted report; the floor and
+ranking rules; bad input."""
+
+import csv
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pds.modes import bench as bench_mode
+from pds.modes import tune as tune_mode
+from pds.quality import data_bench
+from tests.helpers.killed_rounds import run_killed_after_first_round
+from tests.helpers.paths import ROOT, jax_env
+from tests.helpers.tiny_photo_config import get_config
+
+CONFIG = os.path.join(ROOT, 'tests', 'helpers', 'tiny_photo_config.py')
+
+
+def without_seconds(text: str) -> list[dict]:
+    rows = list(csv.DictReader(io.StringIO(text)))
+    for r in rows:
+        r.pop('seconds')
+    return rows
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp('whole')
+    rows = bench_mode.run(get_config(), str(workdir))
+    return workdir, rows
+
+
+@pytest.mark.slow
+def test_killed_bench_resumes_and_reproduces_the_uninterrupted_report(uninterrupted, tmp_path,
+                                                                     monkeypatch):
+    whole_dir, rows = uninterrupted
+    assert [(r['sampler'], r['rung']) for r in rows] == [
+        ('pc', 'N=1'), ('pc', 'N=2'), ('dpm_solver_2m', 'N=2'), ('dpm_solver_2m', 'N=4')]
+    cells = tmp_path / 'bench' / 'cells'
+    run_killed_after_first_round([f'--config={CONFIG}', f'--workdir={tmp_path}',
+                                  '--mode=bench'], jax_env(), cells, name='pc__N1.npz')
+    assert sorted(os.listdir(cells)) == ['converged__reference.npz',
+                                         'ode_reference__reference.npz', 'pc__N1.npz']
+    assert not (tmp_path / 'bench' / 'samplers.md').exists()
+
+    drawn = []
+    real = data_bench.sample_rounds
+    monkeypatch.setattr(data_bench, 'sample_rounds',
+                        lambda *a, **k: drawn.append(k['desc']) or real(*a, **k))
+    bench_mode.run(get_config(), str(tmp_path))
+    assert drawn == ['pc N=2', 'dpm_solver_2m N=2', 'dpm_solver_2m N=4']  # the rest stored
+    for name in ('samplers.md', 'references.json'):
+        assert (tmp_path / 'bench' / name).read_text() == (whole_dir / 'bench' / name
+                                                           ).read_text(), name
+    assert without_seconds((tmp_path / 'bench' / 'samplers.csv').read_text()) == \
+        without_seconds((whole_dir / 'bench' / 'samplers.csv').read_text())
+    assert (tmp_path / 'bench' / 'samplers.png').stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_cell_with_other_settings_is_drawn_again(uninterrupted, tmp_path):
+    whole_dir, _ = uninterrupted
+    path = whole_dir / 'bench' / 'cells' / 'pc__N1.npz'
+    with np.load(path) as f:
+        stamp = str(f['fingerprint'])
+    assert data_bench.read_cell(str(path), stamp) is not None
+    assert data_bench.read_cell(str(path), '0' * 64) is None  # e.g. another checkpoint
+    broken = tmp_path / 'broken.npz'
+    broken.write_bytes(path.read_bytes()[:100])
+    assert data_bench.read_cell(str(broken), stamp) is None
+
+
+@pytest.mark.slow
+def test_the_report_carries_every_reference_and_check(uninterrupted):
+    whole_dir, rows = uninterrupted
+    md = (whole_dir / 'bench' / 'samplers.md').read_text()
+    for text in ('data floor (reference B)', 'Gaussian model of the data', 'converged sampler',
+                 'Memorisation', 'RMS per-pixel difference from the converged ODE'):
+        assert text in md
+    # only the deterministic sampler from the ODE prior gets the per-sample error
+    assert all(('error' in r) == (r['sampler'] == 'dpm_solver_2m') for r in rows)
+
+
+def test_floor_and_ranking_rules():
+    floor = {'swd': 10.0, 'swd_se': 3.0}
+    rows = [{'sampler': 'a', 'nfe': 10, 'swd': 30.0, 'swd_se': 4.0},
+            {'sampler': 'a', 'nfe': 20, 'swd': 19.9, 'swd_se': 4.0},  # 9.9 <= 2 * 5
+            {'sampler': 'b', 'nfe': 10, 'swd': 20.1, 'swd_se': 4.0},  # 10.1 > 2 * 5
+            {'sampler': 'b', 'nfe': 40, 'swd': 8.0, 'swd_se': 4.0}]
+    assert data_bench.nfe_to_floor(rows, floor, 'swd') == {'a': 20, 'b': 40}
+    ranked = data_bench.ranking(rows)
+    assert [(name, r['nfe'], worse) for name, r, worse in ranked] == [
+        ('b', 40, False), ('a', 20, True)]  # 19.9 - 8 = 11.9 > 2 sqrt(32) = 11.3
+
+
+@pytest.mark.slow
+def test_tune_on_real_data_writes_a_table(tmp_path):
+    report = tune_mode.run(get_config(), str(tmp_path))
+    assert report['metric'] == 'fd' and report['steps'] == [2]
+    assert sorted(os.listdir(tmp_path / 'tune' / 'cells')) == [
+        'PDS_a2__N2.npz', 'PDS_a5__N2.npz', 'baseline__N2.npz']
+    assert (tmp_path / 'tune' / 'alpha.json').exists()
+
+
+@pytest.mark.parametrize('flag, field', [
+    ('--config.bench.samplers=()', 'bench.samplers'),
+    ('--config.bench.num_samples=10', 'bench.num_samples'),
+    ('--config.bench.converged_steps=-1', 'bench.converged_steps'),
+    ('--config.tune.metric=fid', 'tune.metric'),
+])
+def test_bad_data_bench_fields_give_one_line(tmp_path, flag, field):
+    mode = 'tune' if 'tune.' in flag else 'bench'
+    res = subprocess.run([sys.executable, os.path.join(ROOT, 'main.py'), f'--config={CONFIG}',
+                          f'--workdir={tmp_path}', f'--mode={mode}', flag], env=jax_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith('error')]
+    assert len(lines) == 1 and field in lines[0], res.stderr[-2000:]
+    assert 'Traceback' not in res.stderr
