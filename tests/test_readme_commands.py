@@ -65,6 +65,17 @@ REDUCE = {
                    'eval.bpd_atol': '1e-3'},
 }
 SMALL_DATA = {'data.image_size': '8', 'sampling.pds.num_stat_images': '4'}
+# a config that reads a committed network (sampling.checkpoint_dir) keeps its network and
+# image size: smaller sample counts, ladders and references only
+COMMITTED_NETWORK = {
+    'bench': {'bench.num_samples': '20', 'bench.batch_size': '20', 'bench.nfe': '(4,)',
+              'bench.rtols': '(0.1,)', 'bench.eps_rels': '(0.5,)',
+              'bench.converged_steps': '2', 'bench.ode_reference_rtol': '0.1'},
+    'tune': {'tune.steps': '(2,)', 'tune.alphas': '(2.0,5.0)', 'tune.num_samples': '20',
+             'tune.batch_size': '20'},
+}
+COMMITTED_DATA = {'bench.moment_images': '64', 'bench.memorisation_images': '32',
+                  'sampling.pds.num_stat_images': '16'}
 # a network config's workdir here holds no checkpoint (the documented one holds a trained
 # one): a tiny network, freshly initialised (allowed explicitly)
 TINY_NETWORK = {'model.nf': '8', 'model.ch_mult': '(1,)', 'model.num_res_blocks': '0',
@@ -230,13 +241,17 @@ def reduce_main(args: list[str], env: dict[str, str]) -> Job:
         raise NotReducibleError(f'main.py --mode={mode} with flags {sorted(flags)}')
     overrides = {**REDUCE[mode], **SMALL_DATA}
     output = OUTPUTS[mode]
-    if mode == 'bench' and 'config.bench.samplers' in flags:  # the sampler comparison
+    with open(os.path.join(ROOT, flags['config'])) as f:
+        committed = mode in COMMITTED_NETWORK and 'checkpoint_dir' in f.read()
+    if committed:
+        overrides = {**COMMITTED_NETWORK[mode], **COMMITTED_DATA}
+    if mode == 'bench' and ('config.bench.samplers' in flags or committed):  # samplers
         output = os.path.join('bench', 'samplers.csv')
     if 'config.sampling.pds.tuned' in flags:  # a tuned table covers the README's own N only
         overrides.pop('sampling.steps', None)
         # and records the settings it was tuned on, which the reduced image size departs from
         overrides['sampling.pds.tuned_any_config'] = True
-    if not flags['config'].startswith('configs/analytic/'):
+    if not flags['config'].startswith('configs/analytic/') and not committed:
         overrides.update(TINY_NETWORK)
     kept = [a for a in args if a.split('=', 1)[0][len('--config.'):] not in overrides]
     return Job([sys.executable, 'main.py', *kept,

@@ -1,0 +1,33 @@
+"""The photo bench of the README: the committed 16x16 photo network (weights/photos_16,
+trained by ``configs/photo/photos_16.py``) sampled by the reference PC sampler with and
+without PDS (alpha 5) and two fast ODE solvers at 20, 66 and 200 score evaluations, 256
+samples per cell, measured against held-out patches (pds/quality/data_bench.py).
+
+``python main.py --config=configs/photo/photos_16_bench.py --workdir=runs/photo_bench
+--mode=bench`` (docs/photos.md: its cost and what the numbers mean).
+"""
+
+import ml_collections
+
+from configs.photo import photos_16
+
+EXPORT = 'weights/photos_16'
+
+
+def with_committed_network(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``config`` reading the committed network and its data statistics."""
+    config.sampling.checkpoint_dir = EXPORT
+    config.sampling.prior_stats = f'{EXPORT}/stats/spectrum.npz'
+    return config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = with_committed_network(photos_16.get_config())
+    b = config.bench
+    b.samplers = ('pc', 'pc_pds', 'dpm_solver_3m', 'edm_heun')
+    b.nfe = (20, 66, 200)
+    b.num_samples = 256
+    b.batch_size = 128
+    b.converged_steps = 0  # the full experiment (photos_16_paper.py) has it
+    b.ode_reference_rtol = 1e-4
+    return config
