@@ -301,8 +301,9 @@ def _component_terms(xp, x, a, s, means, spectra, log_weights):
 
     Both divide by v_k through its reciprocal, computed once and multiplied in: XLA's
     algebraic simplifier turns a division by a broadcast into such a product in some programs
-    and not in others (the likelihood's per-device program on 1 and on 4 devices, whose times
-    all broadcast from one scalar), which changed the score's rounding with the device count.
+    and not in others (it did in the likelihood's program on 1 device and not in the same
+    program on 4, whose results then differed by up to 3e-6 bits/dim), so a written-out
+    product keeps an example's numbers independent of the device count.
     """
     b, h, w, c = x.shape
     hw = h * w
