@@ -3,8 +3,9 @@ program on a 1-device and a 4-device mesh gives bit-identical per-example result
 output: log-density, its two terms, end point, NFE, steps) on the Gaussian field (dopri5 with
 the exact divergence and with Rademacher and Gaussian Hutchinson probes, Heun on a fixed
 grid; VE and VP; the score_sde, mean and Gaussian priors) and on the mixture (Euler with a
-Rademacher probe, dopri5 with two probes, Heun with the exact divergence). Prints
-'identical'."""
+Rademacher probe, dopri5 with two probes, Heun with the exact divergence; Euler on a
+three-component mixture of 6x6x3 images, where a differentiated max in the softmax gave NaN
+divergences), all finite. Prints 'identical'."""
 
 import sys
 
@@ -26,10 +27,15 @@ from pds.sampling.grid import noise_level_grid
 relax_collector()
 
 assert jax.device_count() == 4, jax.devices()
-H, W, C, B = 4, 4, 2, 8
+H, W, B = 4, 4, 8
 field = GaussianField((0.5, 0.4), (0.04, 0.03))
 mix = GaussianMixtureField((field, GaussianField((0.7, 0.4), (0.02, 0.05), beta=1.5)),
                            (0.6, 0.4))
+# three components on 6x6x3 images (a non-power-of-two number of pixels)
+mix3 = GaussianMixtureField((GaussianField((0.5, 0.4, 0.3), (0.04, 0.03, 0.02)),
+                             GaussianField((0.7, 0.4, 0.1), (0.02, 0.05, 0.01), beta=1.5),
+                             GaussianField((0.2, 0.6, 0.5), (0.03,) * 3, k0=2.0)),
+                            (0.5, 0.3, 0.2))
 grid = noise_level_grid(VESDE(0.01, 20.0), 9, 1e-5, 'logsnr')
 cases = [  # (target, score, sde, solver, prior)
     (field, exact_score_fn, VESDE(0.01, 20.0),
@@ -48,17 +54,20 @@ cases = [  # (target, score, sde, solver, prior)
     (mix, mixture_score_fn, VESDE(0.01, 20.0),
      FixedStepLikelihood(Divergence(0), ForwardGrid(grid.t[::-1].copy()), 'heun'),
      'score_sde'),
+    (mix3, mixture_score_fn, VESDE(0.01, 20.0),
+     FixedStepLikelihood(Divergence(1), ForwardGrid(grid.t[::-1].copy()), 'euler'), 'mean'),
 ]
 for target, score, sde, solver, prior_name in cases:
-    x = target.sample(np.random.default_rng(0), B, H, W).astype(np.float32)
-    mean = target.prior_mean(H, W) if prior_name != 'score_sde' else None
-    half = field.half_spectrum(H, W) if prior_name == 'gaussian' else None
+    h, w = (6, 6) if target is mix3 else (H, W)
+    x = target.sample(np.random.default_rng(0), B, h, w).astype(np.float32)
+    mean = target.prior_mean(h, w) if prior_name != 'score_sde' else None
+    half = field.half_spectrum(h, w) if prior_name == 'gaussian' else None
     prior = make_prior(prior_name, sde, mean, half)
     outs = []
     for mesh in (data_mesh(jax.devices()[:1]), data_mesh()):
-        prog = build_likelihood(sde, score, (H, W, C), B, mesh, solver, prior)
+        prog = build_likelihood(sde, score, x.shape[1:], B, mesh, solver, prior)
         xs = jax.device_put(jnp.asarray(x), batch_sharded(mesh))
-        out = prog.run(replicate(target.variables(H, W), mesh), xs, seed=3, offset=16)
+        out = prog.run(replicate(target.variables(h, w), mesh), xs, seed=3, offset=16)
         outs.append({k: np.asarray(v) for k, v in out._asdict().items()})
     bad = [k for k in outs[0] if not np.array_equal(outs[0][k], outs[1][k])]
     if bad:
