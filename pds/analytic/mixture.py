@@ -279,9 +279,16 @@ def _gaussian_trace_term(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _softmax(xp, logits, axis):
-    z = logits - xp.max(logits, axis=axis, keepdims=True)
-    e = xp.exp(z)
-    return e / xp.sum(e, axis=axis, keepdims=True)
+    """softmax along ``axis`` after subtracting the largest logit, normalised by multiplying
+    with the reciprocal of the sum (:func:`_component_terms` says why not by dividing). The
+    softmax does not depend on the shift, so JAX does not differentiate it (as
+    ``jax.nn.softmax``): the derivative of a max divides by the count of entries equal to it,
+    which is 0 where XLA recomputes the logits with other rounding."""
+    shift = xp.max(logits, axis=axis, keepdims=True)
+    if xp is jnp:
+        shift = jax.lax.stop_gradient(shift)
+    e = xp.exp(logits - shift)
+    return e * (1.0 / xp.sum(e, axis=axis, keepdims=True))
 
 
 def _component_terms(xp, x, a, s, means, spectra, log_weights):
@@ -291,6 +298,12 @@ def _component_terms(xp, x, a, s, means, spectra, log_weights):
     - q_k = rfft2(x - a mu_k) / (a^2 lambda_k + s^2)  (K, B, H, Wr, C), unnormalised rfft2,
       so that the component's score is -irfft2(q_k);
     - logits_k = log pi_k + log N_k(x)  (K, B).
+
+    Both divide by v_k through its reciprocal, computed once and multiplied in: XLA's
+    algebraic simplifier turns a division by a broadcast into such a product in some programs
+    and not in others (it did in the likelihood's program on 1 device and not in the same
+    program on 4, whose results then differed by up to 3e-6 bits/dim), so a written-out
+    product keeps an example's numbers independent of the device count.
     """
     b, h, w, c = x.shape
     hw = h * w
@@ -302,11 +315,12 @@ def _component_terms(xp, x, a, s, means, spectra, log_weights):
     dc[0, 0, 0] = hw
     resid = spec[None] - a * means[:, None, None, None, :] * xp.asarray(dc, x.dtype)
     var = a**2 * spectra[:, None] + s2  # (K, B, H, Wr, C)
+    inv = 1.0 / var
     mult = xp.asarray(half_multiplicity(w)[:, None], x.dtype)  # (Wr, 1)
-    quad = xp.sum(mult * (xp.real(resid) ** 2 + xp.imag(resid) ** 2) / var, axis=(2, 3, 4))
+    quad = xp.sum(mult * (xp.real(resid) ** 2 + xp.imag(resid) ** 2) * inv, axis=(2, 3, 4))
     logdet = xp.sum(mult * xp.log(var), axis=(2, 3, 4))
     log_n = -0.5 * (quad / hw + logdet + hw * c * np.log(2.0 * np.pi))
-    return resid / var, log_weights[:, None] + log_n
+    return resid * inv, log_weights[:, None] + log_n
 
 
 def _scales(x: Array, a, s) -> tuple[Array, Array]:
@@ -352,7 +366,7 @@ def mixture_score_fn(sde: SDE, variables: dict[str, Array]) -> Callable[[Array, 
         a, s = _marginal_scales(sde, x, t)
         q, logits = _component_terms(jnp, x, a, s, variables['means'], variables['spectra'],
                                      variables['log_weights'])
-        post = jax.nn.softmax(logits, axis=0)  # (K, B), max-subtracted
+        post = _softmax(jnp, logits, axis=0)  # (K, B), max-subtracted
         spec = jnp.sum(post[:, :, None, None, None] * q, axis=0)
         return -jnp.fft.irfft2(spec, s=(h, w), axes=(1, 2)).astype(x.dtype)
 
