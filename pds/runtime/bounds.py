@@ -63,6 +63,12 @@ COUNT_FIELDS: dict[str, tuple[int, int, str]] = {
                   'budget)'),
     'bench.num_samples': (2, MAX_SAMPLES, 'samples per sampled cell (the FD needs two)'),
     'bench.batch_size': (1, MAX_SAMPLES, 'samples per compiled round'),
+    'bench.converged_steps': (0, MAX_ITERATIONS, "iterations of the network's converged "
+                              'samples (0: none)'),
+    'bench.moment_images': (2, 1_000_000, 'training images of the data moments, held in '
+                            'memory as float64'),
+    'bench.memorisation_images': (1, 1_000_000, 'training images the nearest-neighbour '
+                                  'search holds'),
     'eval.num_samples': (1, MAX_SAMPLES, 'samples of a run'),
     'eval.batch_size': (1, MAX_SAMPLES, 'samples per compiled round'),
     'eval.inception_batch_size': (1, MAX_SAMPLES, 'images per Inception call'),
