@@ -1,7 +1,7 @@
 """The paper's experiment on the committed 16x16 photo network: quality against NFE (20 to
 1000) for the reference PC sampler with PDS (alpha 5) and without, and every fast solver of the
 project, with the network's converged samples (PC, 2000 iterations) and the converged ODE
-solution (dopri5, rtol 1e-5) as references (docs/photos.md: cost and results).
+solution (dopri5, rtol 1e-4) as references (docs/photos.md: cost and results).
 
 ``python main.py --config=configs/photo/photos_16_paper.py --workdir=runs/photo_paper
 --mode=bench``
@@ -20,8 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
     b.nfe = (20, 40, 66, 100, 200, 400, 1000)
     b.rtols = (1e-2, 1e-3, 1e-4)
     b.eps_rels = (0.5, 0.1, 0.05)
-    b.num_samples = 256
+    b.num_samples = 128  # the cells of photos_16_bench.py are among these
     b.batch_size = 128
     b.converged_steps = 2000
-    b.ode_reference_rtol = 1e-5
+    b.ode_reference_rtol = 1e-4
     return config

@@ -20,6 +20,9 @@ Metrics per cell (on the samples clipped to the data range, as images are saved)
   to the training images' moments, +- its SE; the floor is B's;
 - ``swd_converged``: SWD to the network's own converged distribution (the reference sampler,
   no preconditioner, at ``bench.converged_steps`` iterations), when that is set;
+- ``fid``, ``kid``: FID and KID with the FID Inception when ``eval.ref_stats`` is set (and
+  ``eval.inception_weights`` exists: a missing file is one line before any sampling), as
+  ``--mode=eval`` computes them (:mod:`pds.quality.inception`; biased at small n);
 - ``error``: for deterministic samplers starting from ``bench.ode_prior``, the root mean
   square difference per pixel from the converged ODE solution of the same x_T (dopri5 at
   ``bench.ode_reference_rtol``), its mean +- SE over samples.
@@ -164,6 +167,13 @@ class Measure:
         self.training = images[:_count(config, 'memorisation_images', 1)]
         self.converged: np.ndarray | None = None
         self.ode: np.ndarray | None = None
+        self.inception = None
+        if config.eval.get('ref_stats', ''):  # FID and KID where the weights exist
+            from pds.quality import inception
+
+            inception.check_eval_fields(config)
+            self.inception = (inception.inception_params(config)[0],
+                              inception.load_reference(config.eval.ref_stats))
 
     def swd(self, x: np.ndarray, reference: np.ndarray | None = None) -> tuple[float, float]:
         r = swd(self.a if reference is None else reference, x, seed=SWD_SEED,
@@ -176,6 +186,16 @@ class Measure:
         out = {'swd': value, 'swd_se': se, **data_reference.fourier_fd(x, self.moments)}
         if self.converged is not None:
             out['swd_converged'], out['swd_converged_se'] = self.swd(x, self.converged)
+        if self.inception is not None:
+            from pds.quality import inception
+
+            params, ref = self.inception
+            images = np.round(255.0 * x).astype(np.uint8)
+            feats = inception.image_features(params, images,
+                                             int(self.config.eval.inception_batch_size))
+            scored = inception.score(feats['pool_3'], feats['logits'], ref, self.config)
+            out['fid'] = scored['fid']
+            out['kid'] = scored['kid']['mean'] if scored['kid'] else None
         return out
 
     def error(self, samples: np.ndarray) -> tuple[float, float]:
@@ -265,7 +285,7 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
 
 
 COLUMNS = ('sampler', 'rung', 'nfe', 'nfe_max', 'swd', 'swd_se', 'fd', 'fd_se', 'fd_plugin',
-           'swd_converged', 'swd_converged_se', 'error', 'error_se', 'seconds')
+           'swd_converged', 'swd_converged_se', 'error', 'error_se', 'fid', 'kid', 'seconds')
 METRICS = {'swd': 'SWD x 1e3 to reference A', 'fd': 'Fourier-mode FD to the data moments'}
 FLOOR = 'data floor (reference B)'
 
@@ -357,6 +377,14 @@ def to_markdown(rows: list[dict], extra: dict, config) -> str:
             lines.append(f'- {name}: ' + '; '.join(
                 f"{r['nfe']:.4g} -> {r['error']:.3g} +- {r['error_se']:.1g}" for r in rows
                 if r['sampler'] == name))
+    if any(r.get('fid') is not None for r in rows):
+        lines += ['', 'FID (and KID) against eval.ref_stats with the FID Inception, per cell '
+                  '(biased upward at this sample count: compare cells of one n only):', '']
+        for name in dict.fromkeys(r['sampler'] for r in rows):
+            lines.append(f'- {name}: ' + '; '.join(
+                f"{r['nfe']:.4g} -> {number(r['fid'])}" + (
+                    f" (KID {number(r['kid'])})" if r.get('kid') is not None else '')
+                for r in rows if r['sampler'] == name))
     mem = extra.get('memorisation')
     if mem:
         s, h = mem['samples'], mem['held_out']

@@ -122,3 +122,27 @@ def test_bad_data_bench_fields_give_one_line(tmp_path, flag, field):
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith('error')]
     assert len(lines) == 1 and field in lines[0], res.stderr[-2000:]
     assert 'Traceback' not in res.stderr
+
+
+@pytest.mark.slow
+def test_fid_of_each_cell_where_the_weights_exist(tmp_path):
+    """With eval.ref_stats set, each cell also carries the FID of its stored samples, as the
+    eval pipeline computes it from those images."""
+    from pds.quality import inception
+    from tests.helpers.inception_files import random_weights, write_ref
+
+    random_weights(tmp_path / 'w.npz')
+    write_ref(tmp_path / 'ref.npz')
+    config = get_config()
+    config.bench.samplers, config.bench.nfe = ('dpm_solver_2m',), (2,)
+    config.bench.converged_steps, config.bench.ode_reference_rtol = 0, 0.0
+    config.eval.inception_weights = str(tmp_path / 'w.npz')
+    config.eval.ref_stats = str(tmp_path / 'ref.npz')
+    [row] = bench_mode.run(config, str(tmp_path / 'run'))
+    with np.load(tmp_path / 'run' / 'bench' / 'cells' / 'dpm_solver_2m__N2.npz') as f:
+        images = np.round(255 * data_bench.clipped(f['samples'], config)).astype(np.uint8)
+    params, _ = inception.inception_params(config)
+    feats = inception.image_features(params, images, 50)
+    ref = inception.load_reference(config.eval.ref_stats)
+    assert row['fid'] == inception.fid_to_reference(feats['pool_3'], ref.stats)
+    assert 'FID (and KID)' in (tmp_path / 'run' / 'bench' / 'samplers.md').read_text()
