@@ -30,4 +30,8 @@ def get_config() -> ml_collections.ConfigDict:
     b.batch_size = 128
     b.converged_steps = 0  # the converged references are photos_16_paper.py's
     b.ode_reference_rtol = 0.0
+    t = config.tune  # --mode=tune: alpha* by the Fourier FD against held-out patches
+    t.steps, t.alphas = (10, 33, 100), (2.0, 3.0, 5.0, 10.0)
+    t.num_samples = t.batch_size = 128
+    t.metric = 'fd'
     return config

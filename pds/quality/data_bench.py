@@ -332,6 +332,28 @@ def _cell(r: dict, metric: str) -> str:
     return f'{number(r[metric])} +- {number(r[f"{metric}_se"])}'
 
 
+def grid_table(rows: list[dict], floor: dict, budgets: list[int], metric: str = 'swd'
+               ) -> list[str]:
+    """``metric`` +- SE of the fixed-step samplers, one column per NFE budget (a cell under
+    the smallest budget that holds its NFE; bold: at the floor), as markdown lines."""
+    budgets = sorted(budgets)
+    fixed = [r for r in rows if not samplers.presets()[r['sampler']].tolerance]
+    lines = [f'{METRICS[metric]} (+- 1 SE; bold: at the floor '
+             f'{_cell(floor, metric)}) per NFE budget:', '',
+             '| sampler | ' + ' | '.join(str(b) for b in budgets) + ' |',
+             '|---|' + '---:|' * len(budgets)]
+    for name in dict.fromkeys(r['sampler'] for r in fixed):
+        cells = {min(b for b in budgets if b >= r['nfe']): r for r in fixed
+                 if r['sampler'] == name}
+        text = []
+        for b in budgets:
+            r = cells.get(b)
+            t = '' if r is None else _cell(r, metric)
+            text.append(f'**{t}**' if r is not None and at_floor(r, floor, metric) else t)
+        lines.append(f'| {name} | ' + ' | '.join(text) + ' |')
+    return lines
+
+
 def to_markdown(rows: list[dict], extra: dict, config) -> str:
     refs = extra['references']
     floor = refs[FLOOR]
@@ -343,6 +365,7 @@ def to_markdown(rows: list[dict], extra: dict, config) -> str:
              '2 combined SE of the data floor (reference A against B at the same n).', '']
     lines += ['| reference | SWD x 1e3 | Fourier FD |', '|---|---:|---:|']
     lines += [f'| {k} | {_cell(m, "swd")} | {_cell(m, "fd")} |' for k, m in refs.items()]
+    lines += ['', *grid_table(rows, floor, list(config.bench.nfe))]
     for metric, title in METRICS.items():
         names = list(dict.fromkeys(r['sampler'] for r in rows))
         reach = nfe_to_floor(rows, floor, metric)

@@ -99,6 +99,18 @@ def test_floor_and_ranking_rules():
 
 
 @pytest.mark.slow
+def test_the_grid_puts_each_cell_under_the_budget_that_holds_it():
+    floor = {'swd': 10.0, 'swd_se': 1.0}
+    rows = [{'sampler': 'pc', 'nfe': 20, 'swd': 50.0, 'swd_se': 1.0},
+            {'sampler': 'pc', 'nfe': 66, 'swd': 11.0, 'swd_se': 1.0},
+            {'sampler': 'dpm_solver_3m', 'nfe': 19, 'swd': 30.0, 'swd_se': 1.0},
+            {'sampler': 'dopri5', 'nfe': 51.5, 'swd': 12.0, 'swd_se': 1.0}]  # adaptive: out
+    lines = data_bench.grid_table(rows, floor, [66, 20])
+    assert lines[2:] == ['| sampler | 20 | 66 |', '|---|---:|---:|',
+                         '| pc | 50 +- 1 | **11 +- 1** |', '| dpm_solver_3m | 30 +- 1 |  |']
+
+
+@pytest.mark.slow
 def test_tune_on_real_data_writes_a_table(tmp_path):
     report = tune_mode.run(get_config(), str(tmp_path))
     assert report['metric'] == 'fd' and report['steps'] == [2]
