@@ -506,3 +506,44 @@ class DataObjective:
         from pds.quality.alpha_search import order
 
         return [r for (m, _), r in sorted(self.rows.items(), key=order) if m == n]
+
+
+def agreement(rows_a: list[dict], rows_b: list[dict], metric: str) -> dict:
+    """How two bench runs of the same cells (e.g. two seeds) agree on ``metric``: per cell
+    z = (a - b) / sqrt(SE_a^2 + SE_b^2); the fraction of cells within 3 and within 4, and the
+    largest |z|. Cells are matched by (sampler, rung)."""
+    b = {(r['sampler'], r['rung']): r for r in rows_b}
+    z = []
+    for r in rows_a:
+        other = b.get((r['sampler'], r['rung']))
+        if other is not None:
+            se = np.hypot(float(r[f'{metric}_se']), float(other[f'{metric}_se']))
+            z.append((float(r[metric]) - float(other[metric])) / se)
+    z = np.abs(np.asarray(z))
+    return {'cells': len(z), 'within_3': float(np.mean(z <= 3)), 'within_4': float(
+        np.mean(z <= 4)), 'max_abs_z': float(z.max()) if len(z) else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pds.quality.data_bench A/bench/samplers.csv B/bench/samplers.csv``: the
+    agreement of two runs per metric (:func:`agreement`)."""
+    import sys
+
+    paths = sys.argv[1:] if argv is None else argv
+    if len(paths) != 2:
+        print('usage: python -m pds.quality.data_bench RUN_A/samplers.csv RUN_B/samplers.csv',
+              file=sys.stderr)
+        return 2
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(list(csv.DictReader(f)))
+    for metric in METRICS:
+        a = agreement(*runs, metric)
+        print(f"{metric}: {a['cells']} cells, {100 * a['within_3']:.0f}% within 3 combined SE, "
+              f"{100 * a['within_4']:.0f}% within 4, largest |z| {a['max_abs_z']:.2f}")
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -158,3 +158,13 @@ def test_fid_of_each_cell_where_the_weights_exist(tmp_path):
     ref = inception.load_reference(config.eval.ref_stats)
     assert row['fid'] == inception.fid_to_reference(feats['pool_3'], ref.stats)
     assert 'FID (and KID)' in (tmp_path / 'run' / 'bench' / 'samplers.md').read_text()
+
+
+def test_agreement_of_two_runs():
+    a = [{'sampler': 'pc', 'rung': 'N=10', 'swd': 10.0, 'swd_se': 3.0},
+         {'sampler': 'pc', 'rung': 'N=20', 'swd': 10.0, 'swd_se': 3.0}]
+    b = [{'sampler': 'pc', 'rung': 'N=10', 'swd': 22.0, 'swd_se': 4.0},  # z = 12 / 5
+         {'sampler': 'pc', 'rung': 'N=20', 'swd': 27.5, 'swd_se': 4.0},  # z = 3.5
+         {'sampler': 'pc', 'rung': 'N=40', 'swd': 0.0, 'swd_se': 1.0}]  # not in a
+    got = data_bench.agreement(a, b, 'swd')
+    assert got == {'cells': 2, 'within_3': 0.5, 'within_4': 1.0, 'max_abs_z': 3.5}
