@@ -6,7 +6,7 @@ import pytest
 
 from pds.analytic.gaussian_field import GaussianField
 from pds.experiment.assemble import experiment_from_config
-from pds.modes.stats import power_spectrum
+from pds.method.masks import power_spectrum
 from pds.runtime.errors import ConfigError
 from tests.helpers.tiny_train_config import get_config
 
@@ -46,8 +46,18 @@ def test_a_stats_file_of_another_shape_is_one_config_error(tmp_path):
         experiment_from_config(config)
 
 
-def test_without_stats_a_networks_prior_names_the_field(tmp_path):
-    config, _ = network_config(tmp_path, 'mean')
-    config.sampling.prior_stats = ''
-    with pytest.raises(ConfigError, match=r'sampling\.prior.*sampling\.prior_stats'):
-        experiment_from_config(config)
+def test_without_stats_a_networks_priors_are_measured_on_the_stats_images(tmp_path):
+    """No sampling.prior_stats: the moments of the first sampling.pds.num_stat_images
+    training images, as --mode=stats would write them."""
+    config, _ = network_config(tmp_path, 'gaussian', centered=True)
+    h, c = config.data.image_size, config.data.num_channels
+    images = np.random.default_rng(3).random((40, h, h, c)).astype(np.float32)
+    np.savez(tmp_path / 'images.npz', images=images)
+    config.data.path, config.sampling.prior_stats = str(tmp_path / 'images.npz'), ''
+    config.sampling.pds.num_stat_images = 24
+    exp = experiment_from_config(config)
+    want = power_spectrum(images[:24])
+    mean, power = 2 * want['mean'] - 1, 4 * want['power_centered']  # centred model units
+    np.testing.assert_allclose(exp.prior_mean, np.broadcast_to(mean, (h, h, c)), rtol=1e-6)
+    np.testing.assert_allclose(exp.prior_spectrum, np.moveaxis(power, 0, -1)[:, : h // 2 + 1],
+                               rtol=1e-5)

@@ -148,6 +148,8 @@ def test_bad_grid_rho_and_prior(field, value, allowed):
 
 
 def test_mean_prior_needs_a_known_data_mean():
+    """A network's data without a stats file: the mean is measured on its images, so data
+    that cannot be read is one ConfigError naming its field."""
     from tests.helpers.tiny_train_config import get_config
 
     config = get_config()
@@ -155,7 +157,7 @@ def test_mean_prior_needs_a_known_data_mean():
     config.sampling.precondition = 'none'
     config.sampling.prior = 'mean'
     config.sampling.allow_random_init = True
-    with pytest.raises(ConfigError, match=r"sampling\.prior='mean'"):
+    with pytest.raises(ConfigError, match=r"data\.path=''"):
         experiment_from_config(config)
 
 
