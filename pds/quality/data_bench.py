@@ -13,8 +13,10 @@ Metrics per cell (on the samples clipped to the data range, as images are saved)
 
 - ``swd``: the sliced Wasserstein distance x 1e3 of Laplacian-pyramid patch descriptors
   (:func:`evaluation.swd.swd`, Karras et al. 2018, arXiv:1710.10196) to reference set A,
-  both sets standardised by A's channel statistics (``normalize='first'``, so colour and
-  contrast errors count), with its standard error. Two sets of one distribution score above
+  each set standardised by its own channel statistics as in the paper (standardising both
+  by A's made the SE of 128 patches 4 times larger: which photographs a small set draws
+  moves its colours), with its standard error; the Fourier FD below carries the colour and
+  contrast errors. Two sets of one distribution score above
   0: the **data floor** is A against B (:mod:`pds.quality.data_reference`), at the same n;
 - ``fd``: the unbiased Fourier-mode Frechet distance (second-order statistics, data units^2)
   to the training images' moments, +- its SE; the floor is B's;
@@ -176,14 +178,16 @@ class Measure:
                               inception.load_reference(config.eval.ref_stats))
 
     def swd(self, x: np.ndarray, reference: np.ndarray | None = None) -> tuple[float, float]:
-        r = swd(self.a if reference is None else reference, x, seed=SWD_SEED,
-                normalize='first')
+        r = swd(self.a if reference is None else reference, x, seed=SWD_SEED)
         return r.value, r.se
 
     def metrics(self, samples: np.ndarray) -> dict:
         x = clipped(samples, self.config)
         value, se = self.swd(x)
         out = {'swd': value, 'swd_se': se, **data_reference.fourier_fd(x, self.moments)}
+        mem = data_reference.memorisation(x, self.a, self.training)
+        out['nn_median'] = mem['samples']['q50']
+        out['nearer_than_held_out_q1'] = mem['samples_below_held_out_q1']
         if self.converged is not None:
             out['swd_converged'], out['swd_converged_se'] = self.swd(x, self.converged)
         if self.inception is not None:
@@ -273,9 +277,13 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
                  'checkpoint': experiments.base.checkpoint,
                  'converged_steps': config.bench.converged_steps,
                  'ode_reference_rtol': config.bench.ode_reference_rtol}
-        if CONVERGED in drawn:
-            extra['memorisation'] = data_reference.memorisation(
-                measure.converged, measure.a, measure.training)
+        if CONVERGED in drawn or rows:  # the converged samples, else the last cell's
+            last = (measure.converged if CONVERGED in drawn
+                    else clipped(cell['samples'], config))
+            extra['memorisation'] = data_reference.memorisation(last, measure.a,
+                                                                measure.training)
+            extra['memorisation']['of'] = ('converged sampler' if CONVERGED in drawn
+                                           else f"{rows[-1]['sampler']} {rows[-1]['rung']}")
         with replace.replacing(workdir, list(paths.values()), overwrite, tag=None):
             outputs.write_text(paths['samplers.csv'], to_csv(rows))
             outputs.write_json(paths['references.json'], extra)
@@ -285,7 +293,8 @@ def run(config, workdir: str, overwrite: bool = False) -> list[dict]:
 
 
 COLUMNS = ('sampler', 'rung', 'nfe', 'nfe_max', 'swd', 'swd_se', 'fd', 'fd_se', 'fd_plugin',
-           'swd_converged', 'swd_converged_se', 'error', 'error_se', 'fid', 'kid', 'seconds')
+           'swd_converged', 'swd_converged_se', 'error', 'error_se', 'fid', 'kid', 'nn_median',
+           'nearer_than_held_out_q1', 'seconds')
 METRICS = {'swd': 'SWD x 1e3 to reference A', 'fd': 'Fourier-mode FD to the data moments'}
 FLOOR = 'data floor (reference B)'
 
@@ -411,7 +420,7 @@ def to_markdown(rows: list[dict], extra: dict, config) -> str:
     mem = extra.get('memorisation')
     if mem:
         s, h = mem['samples'], mem['held_out']
-        lines += ['', f"Memorisation (converged samples; nearest of {mem['training_images']} "
+        lines += ['', f"Memorisation ({mem['of']} samples; nearest of {mem['training_images']} "
                   'training images and mirrors, RMS per pixel): samples median '
                   f"{s['q50']:.4f}, 1% {s['q1']:.4f}; held-out images median {h['q50']:.4f}, "
                   f"1% {h['q1']:.4f}; samples nearer than the held-out 1% quantile: "
