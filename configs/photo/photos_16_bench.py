@@ -15,9 +15,11 @@ EXPORT = 'weights/photos_16'
 
 
 def with_committed_network(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """``config`` reading the committed network and its data statistics."""
+    """``config`` reading the committed network and its data statistics (the mean and
+    spectrum of ``sampling.prior='mean'``, PDS's frequency mask: ``--mode=stats``)."""
     config.sampling.checkpoint_dir = EXPORT
     config.sampling.prior_stats = f'{EXPORT}/stats/spectrum.npz'
+    config.sampling.pds.freq_mask = f'{EXPORT}/stats/freq_mask.npy'
     return config
 
 

@@ -21,6 +21,7 @@ bit. Arrays are NHWC; gains are stored channel-last.
 from __future__ import annotations
 
 import numpy as np
+from absl import logging
 from flax import struct
 from jax import numpy as jnp
 
@@ -115,7 +116,14 @@ def pds_gains(config, image_shape: tuple[int, int, int], images: ImageSource
 @register_preconditioner('pds')
 def from_config(config, image_shape: tuple[int, int, int], images: ImageSource
                 ) -> PDSPreconditioner:
-    return make_preconditioner(*pds_gains(config, image_shape, images))
+    """M of ``sampling.pds``; both masks '' make M the identity, which is logged as a
+    warning (a network config's masks start as '': ``--mode=stats`` writes them)."""
+    freq, space = pds_gains(config, image_shape, images)
+    if freq is None and space is None:
+        logging.warning("sampling.precondition='pds' with sampling.pds.freq_mask='' and "
+                        "space_mask='': M is the identity, PDS changes nothing (set "
+                        "freq_mask to 'stats' or to --mode=stats's freq_mask.npy)")
+    return make_preconditioner(freq, space)
 
 
 # --- The reference's complex formulation, kept as the independent check and benchmark baseline.

@@ -95,7 +95,10 @@ def reference_configs(config) -> dict[str, object]:
 def fingerprint(cfg, num: int, checkpoint: dict | None) -> str:
     """What a stored cell's samples depend on: the sampling settings, model, data shape,
     seed, sample count and checkpoint."""
-    parts = {'sampling': cfg.sampling.to_dict(), 'model': cfg.model.to_dict(),
+    sampling = cfg.sampling.to_dict()
+    if sampling.get('precondition') == 'none':  # then the PDS block does not enter
+        sampling.pop('pds', None)
+    parts = {'sampling': sampling, 'model': cfg.model.to_dict(),
              'data': [cfg.data.image_size, cfg.data.num_channels, bool(cfg.data.centered)],
              'seed': int(cfg.seed), 'num': int(num),
              'checkpoint': [(checkpoint or {}).get('path'), (checkpoint or {}).get('step')]}

@@ -116,3 +116,21 @@ def test_jit_friendly():
     g = rand((2, H, W, C), 6)
     want = p.drift(g)  # jit may fuse differently: the 4-transform rounding at most
     np.testing.assert_allclose(jax.jit(lambda q, v: q.drift(v))(p, g), want, atol=fft_atol(4, want))
+
+
+def test_pds_without_masks_warns_that_it_is_the_identity(caplog):
+    from configs.photo.photos_16 import get_config
+    from pds.method import precondition
+
+    config = get_config()  # a network config: both masks ''
+    config.sampling.precondition = 'pds'
+    with caplog.at_level('WARNING'):
+        precondition.preconditioner_from_config(config, (16, 16, 3), lambda n: None)
+    assert 'M is the identity' in caplog.text
+    caplog.clear()
+    from tests.helpers.paths import ROOT
+
+    config.sampling.pds.freq_mask = f'{ROOT}/weights/photos_16/stats/freq_mask.npy'
+    with caplog.at_level('WARNING'):
+        precondition.preconditioner_from_config(config, (16, 16, 3), lambda n: None)
+    assert 'M is the identity' not in caplog.text
