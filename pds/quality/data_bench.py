@@ -423,7 +423,9 @@ def to_markdown(rows: list[dict], extra: dict, config) -> str:
     mem = extra.get('memorisation')
     if mem:
         s, h = mem['samples'], mem['held_out']
-        lines += ['', f"Memorisation ({mem['of']} samples; nearest of {mem['training_images']} "
+        lines += ['', f"Memorisation ({mem['of']}: {mem['textured_samples']} samples and "
+                  f"{mem['textured_held_out']} held-out patches with a pixel SD of at least "
+                  f"{mem['min_std']:g}; nearest of {mem['training_images']} "
                   'training images and mirrors, RMS per pixel): samples median '
                   f"{s['q50']:.4f}, 1% {s['q1']:.4f}; held-out images median {h['q50']:.4f}, "
                   f"1% {h['q1']:.4f}; samples nearer than the held-out 1% quantile: "

@@ -113,15 +113,24 @@ def nearest_distances(queries: np.ndarray, bank: np.ndarray, chunk: int = 512) -
     return out
 
 
-def memorisation(samples: np.ndarray, held_out: np.ndarray, training: np.ndarray) -> dict:
+def memorisation(samples: np.ndarray, held_out: np.ndarray, training: np.ndarray,
+                 min_std: float = 0.02) -> dict:
     """Nearest-neighbour distances to the training images and their left-right mirrors:
     quantiles for the samples and for held-out images, and the fraction of samples nearer
     than the held-out images' 1st percentile (about 0.01 when samples are no closer to the
-    training set than new data; near 1 for copies)."""
+    training set than new data; near 1 for copies). Only images with a pixel standard
+    deviation of at least ``min_std`` count: a flat patch (a black sky) is at distance 0 from
+    a flat training patch without being a copy of anything."""
+    def textured(x):
+        x = np.asarray(x)
+        return x[x.reshape(len(x), -1).std(axis=1) >= min_std]
+
+    s, h = textured(samples), textured(held_out)
     bank = np.concatenate([training, training[:, :, ::-1]])
-    ds, dh = nearest_distances(samples, bank), nearest_distances(held_out, bank)
+    ds, dh = nearest_distances(s, bank), nearest_distances(h, bank)
     q = (0.01, 0.05, 0.5)
-    return {'training_images': len(bank),
+    return {'training_images': len(bank), 'min_std': min_std,
+            'textured_samples': len(s), 'textured_held_out': len(h),
             'samples': {f'q{int(100 * p)}': float(np.quantile(ds, p)) for p in q},
             'held_out': {f'q{int(100 * p)}': float(np.quantile(dh, p)) for p in q},
             'samples_below_held_out_q1': float(np.mean(ds < np.quantile(dh, 0.01)))}
