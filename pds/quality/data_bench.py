@@ -377,7 +377,8 @@ def to_markdown(rows: list[dict], extra: dict, config) -> str:
              '2 combined SE of the data floor (reference A against B at the same n).', '']
     lines += ['| reference | SWD x 1e3 | Fourier FD |', '|---|---:|---:|']
     lines += [f'| {k} | {_cell(m, "swd")} | {_cell(m, "fd")} |' for k, m in refs.items()]
-    lines += ['', *grid_table(rows, floor, list(config.bench.nfe))]
+    for metric in METRICS:
+        lines += ['', *grid_table(rows, floor, list(config.bench.nfe), metric)]
     for metric, title in METRICS.items():
         names = list(dict.fromkeys(r['sampler'] for r in rows))
         reach = nfe_to_floor(rows, floor, metric)
