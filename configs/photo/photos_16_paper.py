@@ -15,8 +15,10 @@ from configs.photo import photos_16, photos_16_bench
 def get_config() -> ml_collections.ConfigDict:
     config = photos_16_bench.with_committed_network(photos_16.get_config())
     b = config.bench
-    b.samplers = ('pc', 'pc_pds', 'dpm_solver_2m', 'dpm_solver_3m', 'unipc', 'edm_heun',
-                  'edm_stochastic', 'adaptive_sde', 'dopri5')
+    # alpha per N from --mode=tune on this network (docs/photos.md)
+    config.sampling.pds.tuned = 'benchmarks/results/photo/tune/alpha.json'
+    b.samplers = ('pc', 'pc_pds', 'pc_pds_tuned', 'dpm_solver_2m', 'dpm_solver_3m', 'unipc',
+                  'edm_heun', 'edm_stochastic', 'adaptive_sde', 'dopri5')
     b.nfe = (20, 40, 66, 100, 200, 400, 1000)
     b.rtols = (1e-2, 1e-3, 1e-4)
     b.eps_rels = (0.5, 0.1, 0.05)
